@@ -1,0 +1,1 @@
+"""Plain PyTorch references of every fused op: the ground truth the tests compare against."""

@@ -1,2 +1,22 @@
-"""fastwgan: fast, tested WGAN / WGAN-GP training for PyTorch."""
+"""fastwgan: fast, tested WGAN / WGAN-GP training for PyTorch.
+
+    import fastwgan
+    result = fastwgan.train(None, None, "8gaussians", loss="wgan-gp", out="runs/8g")
+
+``train`` (the trainer), ``gradient_penalty`` (the fused penalty), ``ClippedRMSprop`` (the fused
+WGAN critic optimiser), and the modules ``models``, ``data``, ``metrics``, ``losses``.
+"""
+from .penalty import gradient_penalty
+from .trainer import TrainResult, train
+
 __version__ = "0.1.0"
+__all__ = ["train", "TrainResult", "gradient_penalty", "ClippedRMSprop", "__version__"]
+
+
+def __getattr__(name: str):
+    # ClippedRMSprop lives with its kernels; imported on first use so `import fastwgan` stays light.
+    if name == "ClippedRMSprop":
+        from .optim import ClippedRMSprop
+
+        return ClippedRMSprop
+    raise AttributeError(f"module 'fastwgan' has no attribute {name!r}")

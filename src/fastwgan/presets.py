@@ -1,0 +1,96 @@
+"""Default settings: each loss's paper defaults, and a measured preset per built-in data set.
+
+Precedence, lowest first: ``LOSS_DEFAULTS[loss]`` (the papers' Algorithm 1 settings) <
+``PRESETS[data]`` (measured on this project's CPU to train that data set well) < what the caller
+passes explicitly. Every value is overridable from ``fastwgan.train`` and the command line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch.nn as nn
+
+# Paper defaults. WGAN: Arjovsky et al. 2017, Alg. 1 (RMSProp, lr 5e-5, c 0.01, m 64, n_critic 5).
+# WGAN-GP: Gulrajani et al. 2017, Alg. 1 (Adam lr 1e-4, betas (0, 0.9), lambda 10, n_critic 5).
+# WGAN-LP: Petzka et al. 2018 use the same optimiser settings with the one-sided penalty.
+# GAN / NS-GAN: DCGAN's Adam 2e-4, betas (0.5, 0.999), one D step per G step (Radford et al. 2016).
+LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "wgan": dict(optimizer="rmsprop", lr=5e-5, clip=0.01, n_critic=5, batch_size=64, lam=0.0),
+    "wgan-gp": dict(optimizer="adam", lr=1e-4, betas=(0.0, 0.9), lam=10.0, n_critic=5, batch_size=64),
+    "wgan-lp": dict(optimizer="adam", lr=1e-4, betas=(0.0, 0.9), lam=10.0, n_critic=5, batch_size=64),
+    "gan": dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), n_critic=1, batch_size=64, lam=0.0),
+    "ns-gan": dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), n_critic=1, batch_size=64, lam=0.0),
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Models and settings that train one built-in data set well (see ``notes``)."""
+
+    models: Callable[[int, int], tuple[nn.Module, nn.Module]]  # (z_dim, n_classes) -> (G, D)
+    z_dim: int
+    steps: int
+    settings: dict[str, Any] = field(default_factory=dict)  # all losses
+    per_loss: dict[str, dict[str, Any]] = field(default_factory=dict)
+    log_every: int = 100
+    eval_every: int = 500
+    notes: str = ""
+
+
+def _toy_models(z_dim: int, n_classes: int) -> tuple[nn.Module, nn.Module]:
+    from .models import MLPCritic, MLPGenerator
+
+    return (
+        MLPGenerator(z_dim=z_dim, out_dim=2, width=512, depth=3, n_classes=n_classes),
+        MLPCritic(in_dim=2, width=512, depth=3, n_classes=n_classes),
+    )
+
+
+def _digits_models(z_dim: int, n_classes: int) -> tuple[nn.Module, nn.Module]:
+    from .models import MLPCritic, MLPGenerator
+
+    return (
+        MLPGenerator(z_dim=z_dim, width=512, depth=3, n_classes=n_classes, out_shape=(1, 8, 8)),
+        MLPCritic(in_dim=64, width=512, depth=3, n_classes=n_classes),
+    )
+
+
+# gan_toy.py's toy settings: batch 256; WGAN-GP with Adam 1e-4, betas (0.5, 0.9), lambda 0.1.
+_TOY_PER_LOSS = {
+    "wgan-gp": dict(betas=(0.5, 0.9), lam=0.1),
+    "wgan-lp": dict(betas=(0.5, 0.9), lam=0.1),
+}
+
+PRESETS: dict[str, Preset] = {
+    "8gaussians": Preset(
+        models=_toy_models, z_dim=2, steps=2000, settings=dict(batch_size=256),
+        per_loss=_TOY_PER_LOSS, notes="gan_toy settings",
+    ),
+    "25gaussians": Preset(
+        models=_toy_models, z_dim=2, steps=4000, settings=dict(batch_size=256),
+        per_loss=_TOY_PER_LOSS, notes="gan_toy settings",
+    ),
+    "swissroll": Preset(
+        models=_toy_models, z_dim=2, steps=2000, settings=dict(batch_size=256),
+        per_loss=_TOY_PER_LOSS, notes="gan_toy settings",
+    ),
+    "digits": Preset(
+        models=_digits_models, z_dim=32, steps=3000, settings=dict(batch_size=64),
+        notes="MLP on 8x8 digits",
+    ),
+}
+
+
+def image_folder_preset(image_size: int, channels: int) -> Preset:
+    """DCGAN models for a folder of images (LayerNorm critic: the penalty is per sample)."""
+
+    def models(z_dim: int, n_classes: int) -> tuple[nn.Module, nn.Module]:
+        from .models import DCGANCritic, DCGANGenerator
+
+        return (
+            DCGANGenerator(z_dim=z_dim, img_size=image_size, channels=channels, n_classes=n_classes),
+            DCGANCritic(img_size=image_size, channels=channels, norm="layer", n_classes=n_classes),
+        )
+
+    return Preset(models=models, z_dim=100, steps=5000, log_every=50, eval_every=500)

@@ -1,0 +1,255 @@
+"""fastwgan.train: every loss runs and does what its algorithm says, bad input fails before any
+training with a message naming the fix, runs are reproducible and resume exactly, outputs exist."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+import fastwgan
+from fastwgan.models import DCGANCritic, MLPCritic, MLPGenerator
+from fastwgan.trainer import wgan_original_schedule
+
+W = 32  # small models: these tests check behaviour, not quality
+
+
+def tiny(z_dim=2, n_classes=0, out_shape=None, in_dim=2):
+    torch.manual_seed(1)
+    if out_shape is not None:
+        return (MLPGenerator(z_dim=z_dim, width=W, n_classes=n_classes, out_shape=out_shape),
+                MLPCritic(in_dim=in_dim, width=W, n_classes=n_classes))
+    return MLPGenerator(z_dim=z_dim, width=W, n_classes=n_classes), MLPCritic(in_dim=2, width=W, n_classes=n_classes)
+
+
+def params(m: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in m.parameters()]
+
+
+def quick(G, D, data="8gaussians", **kw):
+    kw.setdefault("steps", 3)
+    kw.setdefault("batch_size", 16)
+    kw.setdefault("progress", False)
+    kw.setdefault("eval_samples", 64)
+    kw.setdefault("device", "cpu")
+    return fastwgan.train(G, D, data, **kw)
+
+
+@pytest.mark.parametrize("loss", ["wgan", "wgan-gp", "wgan-lp", "gan", "ns-gan"])
+def test_every_loss_trains_both_models(loss):
+    G, D = tiny()
+    g0, d0 = params(G), params(D)
+    r = quick(G, D, loss=loss)
+    assert r.generator is G and r.critic is D  # trained in place
+    assert any(not torch.equal(a, b) for a, b in zip(g0, params(G)))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, params(D)))
+    assert len(r.history) == 3 and [h["step"] for h in r.history] == [1, 2, 3]
+    for h in r.history:
+        assert set(h) >= {"w_estimate", "loss_d", "loss_g", "penalty", "time"}
+    if loss in ("wgan-gp", "wgan-lp"):
+        assert all(h["penalty"] >= 0 for h in r.history)
+    else:
+        assert all(h["penalty"] == 0 for h in r.history)
+    assert "w1" in r.metrics
+
+
+def test_wgan_clips_every_critic_weight_and_uses_paper_defaults():
+    G, D = tiny()
+    r = quick(G, D, loss="wgan")
+    assert r.config["lr"] == 5e-5 and r.config["clip"] == 0.01 and r.config["optimizer"] == "rmsprop"
+    for p in D.parameters():
+        assert p.abs().max().item() <= 0.01
+
+
+def test_wgan_gp_paper_defaults_and_overrides():
+    # 8gaussians preset applies gan_toy's lambda 0.1 and betas (0.5, 0.9); explicit args win.
+    G, D = tiny()
+    r = quick(G, D, loss="wgan-gp")
+    assert r.config["lam"] == 0.1 and tuple(r.config["betas"]) == (0.5, 0.9) and r.config["lr"] == 1e-4
+    G, D = tiny()
+    x = torch.randn(64, 2)
+    r = quick(G, D, data=x, loss="wgan-gp")  # no preset: the paper's Algorithm 1 settings
+    assert r.config["lam"] == 10.0 and tuple(r.config["betas"]) == (0.0, 0.9) and r.config["n_critic"] == 5
+    G, D = tiny()
+    r = quick(G, D, loss="wgan-gp", lam=3.0, betas=(0.1, 0.8), lr=2e-4)
+    assert r.config["lam"] == 3.0 and tuple(r.config["betas"]) == (0.1, 0.8) and r.config["lr"] == 2e-4
+
+
+def test_same_seed_same_run_and_different_seed_differs():
+    runs = []
+    for seed in (3, 3, 4):
+        G, D = tiny()
+        quick(G, D, seed=seed, eval_samples=0)
+        runs.append(params(G) + params(D))
+    assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1]))
+    assert any(not torch.equal(a, b) for a, b in zip(runs[0], runs[2]))
+
+
+def test_evaluation_does_not_change_the_trajectory():
+    out = []
+    for ev in (1, 1000):
+        G, D = tiny()
+        quick(G, D, steps=4, eval_every=ev, eval_samples=64)
+        out.append(params(G))
+    assert all(torch.equal(a, b) for a, b in zip(*out))
+
+
+def test_n_critic_schedule_callable_and_wgan_original():
+    calls = []
+
+    def sched(step):
+        calls.append(step)
+        return 2
+
+    G, D = tiny()
+    quick(G, D, n_critic=sched, steps=4, eval_samples=0)
+    assert calls == [0, 1, 2, 3]
+    assert [wgan_original_schedule(s) for s in (0, 24, 25, 26, 500, 501, 1000)] == [100, 100, 5, 5, 100, 5, 100]
+    G, D = tiny()
+    r = quick(G, D, loss="wgan", n_critic="wgan-original", steps=1, eval_samples=0)
+    assert r.config["n_critic"] == "wgan-original"
+
+
+def test_z_dim_is_inferred_from_the_first_layer():
+    G = nn.Sequential(nn.Linear(7, 16), nn.ReLU(), nn.Linear(16, 2))
+    D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    r = quick(G, D, eval_samples=0)
+    assert r.z_dim == 7 and r.config["z_dim"] == 7
+
+
+def test_conditional_training_on_digits_with_labels():
+    G, D = tiny(z_dim=8, n_classes=10, out_shape=(1, 8, 8), in_dim=64)
+    r = quick(G, D, data="digits", loss="wgan-gp", eval_samples=64)
+    assert "swd" in r.metrics
+    assert r.sample(5, torch.arange(5)).shape == (5, 1, 8, 8)
+
+
+def test_feature_matching_generator_loss():
+    G, D = tiny()
+    r = quick(G, D, feature_matching=True, eval_samples=0)
+    assert all(h["loss_g"] >= 0 for h in r.history)  # a squared norm
+
+
+def test_data_forms_tensor_pair_dataset_loader_iterable_callable():
+    x = torch.randn(40, 2)
+    y = torch.randint(0, 3, (40,))
+    ds = torch.utils.data.TensorDataset(x)
+    forms = [x, ds, torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True),
+             (lambda n: torch.randn(n, 2)), [x[:8], x[8:16]]]
+    for data in forms:
+        G, D = tiny()
+        r = quick(G, D, data=data, steps=2, eval_samples=16)
+        assert len(r.history) == 2
+    G, D = tiny(n_classes=3)
+    r = quick(G, D, data=(x, y), steps=2, eval_samples=16)
+    assert len(r.history) == 2
+
+
+# ---- bad input: a clear error naming the fix, raised before any parameter moves ----
+
+class TwoScores(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+BAD = [
+    (dict(critic=TwoScores()), ValueError, "one score per sample"),
+    (dict(generator=nn.Sequential(nn.Linear(2, 3))), ValueError, "per-sample shape"),
+    (dict(data=torch.full((8, 2), float("nan"))), ValueError, "(?i)nan"),
+    (dict(data=torch.tensor([[1.0, float("inf")]] * 4)), ValueError, "(?i)inf|finite"),
+    (dict(data=torch.empty(0, 2)), ValueError, "empty"),
+    (dict(critic=nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.Linear(8, 1))), ValueError, "LayerNorm"),
+    (dict(lr=0.0), ValueError, "lr must be"),
+    (dict(lr=-1e-4), ValueError, "lr must be"),
+    (dict(n_critic=0), ValueError, "n_critic"),
+    (dict(loss="wgan", clip=0.0), ValueError, "clip must be > 0"),
+    (dict(loss="wgan", clip=-0.01), ValueError, "clip must be > 0"),
+    (dict(loss="wgn"), ValueError, "wgan-gp"),
+    (dict(data="9gaussians"), ValueError, "8gaussians"),
+    (dict(lam=-1.0), ValueError, "lam"),
+    (dict(steps=0), ValueError, "steps"),
+    (dict(data=torch.randn(8, 2), steps=None), ValueError, "steps is required"),
+    (dict(feature_matching=True, critic=nn.Sequential(nn.Linear(2, 1))), ValueError, "features"),
+]
+
+
+@pytest.mark.parametrize("change,exc,msg", BAD, ids=[m for _, _, m in BAD])
+def test_bad_input_fails_before_training(change, exc, msg):
+    G, D = tiny()
+    kw = dict(generator=G, critic=D, data="8gaussians", steps=3)
+    kw.update(change)
+    gen, crit = kw["generator"], kw["critic"]
+    before = params(gen) + params(crit)
+    with pytest.raises(exc, match=msg):
+        fastwgan.train(kw.pop("generator"), kw.pop("critic"), kw.pop("data"), progress=False, **kw)
+    assert all(torch.equal(a, b) for a, b in zip(before, params(gen) + params(crit)))
+
+
+def test_batchnorm_critic_allowed_when_asked():
+    G, _ = tiny()
+    D = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
+    r = quick(G, D, allow_batchnorm=True, eval_samples=0)
+    assert len(r.history) == 3
+
+
+def test_dcgan_batchnorm_critic_rejected_layernorm_accepted():
+    from fastwgan.models import DCGANGenerator
+
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 32, 32) * 2 - 1
+    G = DCGANGenerator(z_dim=8, img_size=32, ngf=8)
+    with pytest.raises(ValueError, match="LayerNorm"):
+        fastwgan.train(G, DCGANCritic(img_size=32, ndf=8, norm="batch"), x, steps=1, progress=False)
+    r = fastwgan.train(G, DCGANCritic(img_size=32, ndf=8, norm="layer"), x, steps=1, batch_size=4,
+                       progress=False, eval_samples=8)
+    assert "swd" in r.metrics
+
+
+# ---- outputs, checkpoints, resume ----
+
+def test_run_folder_outputs(tmp_path):
+    G, D = tiny()
+    r = quick(G, D, out=tmp_path / "run", steps=4, log_every=2, eval_every=2, tensorboard=True)
+    run = tmp_path / "run"
+    assert r.out == run
+    lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [ln["step"] for ln in lines] == [2, 4] and "w1" in lines[-1]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["metrics"]["w1"] == pytest.approx(r.metrics["w1"])
+    for f in ("samples.png", "learning_curve.png"):
+        assert (run / f).stat().st_size > 1000
+    assert list((run / "checkpoints").glob("ckpt-00000004.pt"))
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+
+
+def test_resume_continues_exactly(tmp_path):
+    G, D = tiny()
+    quick(G, D, steps=6, eval_samples=0, seed=5)
+    straight = params(G) + params(D)
+
+    G, D = tiny()
+    quick(G, D, steps=6, eval_samples=0, seed=5, out=tmp_path, checkpoint_every=3, plots=False)
+    # throw away the final checkpoint: resume from step 3 with fresh modules
+    (tmp_path / "checkpoints" / "ckpt-00000006.pt").unlink()
+    G, D = tiny()
+    G.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
+    r = quick(G, D, steps=6, eval_samples=0, seed=5, out=tmp_path, resume=True, plots=False)
+    assert r.history[0]["step"] == 1 and r.history[-1]["step"] == 6
+    resumed = params(G) + params(D)
+    assert all(torch.equal(a, b) for a, b in zip(straight, resumed))
+
+
+def test_corrupted_checkpoint_falls_back_to_previous(tmp_path):
+    G, D = tiny()
+    quick(G, D, steps=4, eval_samples=0, out=tmp_path, checkpoint_every=2, plots=False)
+    newest = tmp_path / "checkpoints" / "ckpt-00000004.pt"
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated
+    G, D = tiny()
+    with pytest.warns(RuntimeWarning, match="truncated or corrupted"):
+        r = quick(G, D, steps=4, eval_samples=0, out=tmp_path, resume=True, plots=False)
+    assert r.history[-1]["step"] == 4

@@ -17,6 +17,8 @@ BASELINES: dict[str, str] = {}
 
 def record(benchmark, group: str, name: str, units: float = 1.0, baseline: bool = False) -> float:
     """Store seconds per unit (median) of a finished ``benchmark`` run under ``group``/``name``."""
+    if getattr(benchmark, "disabled", False) or benchmark.stats is None:
+        return float("nan")  # --benchmark-disable: ran once as a smoke test, nothing timed
     stats = benchmark.stats.stats
     per_unit = stats.median / units
     RATIOS.setdefault(group, {})[name] = per_unit

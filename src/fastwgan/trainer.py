@@ -379,6 +379,11 @@ def train(
     if image_size is None and isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
         image_size = DEFAULT_IMAGE_SIZE
     preset = _preset_for(data, image_size)
+    if isinstance(data, (str, os.PathLike)) and preset is None:
+        raise ValueError(
+            f"unknown data set {os.fspath(data)!r}: not a built-in name and not a folder; use one of "
+            f"{', '.join(PRESETS)}, or the path of a folder of images"
+        )
     cfg = resolve_config(
         loss,
         preset,

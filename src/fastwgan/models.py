@@ -1,0 +1,288 @@
+"""Built-in generators and critics.
+
+* ``MLPGenerator`` / ``MLPCritic``: gan_toy.py's networks (Gulrajani et al. 2017, "Improved
+  Training of Wasserstein GANs"): Linear(in, 512) ReLU, Linear(512, 512) ReLU x2, Linear(512, out).
+* ``DCGANGenerator`` / ``DCGANCritic``: Radford et al. 2016 ("Unsupervised Representation Learning
+  with Deep Convolutional GANs") rules: strided (transposed) convolutions, no pooling, BatchNorm
+  in G except its output, ReLU in G and Tanh output, LeakyReLU(0.2) in D, no norm on D's first
+  layer, no fully connected hidden layers, weights ~ N(0, 0.02). ``norm="layer"`` is the WGAN-GP
+  critic (Gulrajani et al. 2017, Sec. 4: no BatchNorm in the critic, because the penalty is per
+  sample; layer normalization over (C, H, W) as ``nn.GroupNorm(1, C)``). No sigmoid: the loss
+  decides what the score means.
+
+Every critic returns scores of shape (B,) and exposes ``features(x, y=None) -> (B, F)``, its last
+hidden layer, for feature matching (Salimans et al. 2016).
+
+Conditioning (``n_classes > 0``): generators concatenate a learned label embedding (dimension
+``n_classes``, so it can represent a one-hot code) to z. Critics use the projection
+discriminator (Miyato & Koyama 2018, "cGANs with Projection Discriminator"):
+``D(x, y) = head(h) + <embed(y), h>`` with ``h = features(x)``. Projection keeps the critic's
+input x alone, so the gradient penalty's input gradient is taken w.r.t. x exactly as in the
+unconditional case. Calling a conditional model without y raises; unconditional models ignore y
+so the trainer may pass labels uniformly.
+
+All activations come from ``fastwgan.ops.activations`` (fused versions with a pruned double
+backward replace the plain ones there).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from fastwgan.ops.activations import LeakyReLU, ReLU
+
+__all__ = [
+    "MLPGenerator",
+    "MLPCritic",
+    "DCGANGenerator",
+    "DCGANCritic",
+    "infer_z_dim",
+    "has_batchnorm",
+]
+
+
+def _check_positive(**kw: int) -> None:
+    for k, v in kw.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{k} must be a positive int, got {v!r}.")
+
+
+def _check_classes(n_classes: int) -> None:
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 0:
+        raise ValueError(f"n_classes must be an int >= 0 (0 = unconditional), got {n_classes!r}.")
+
+
+def _need_labels(model: nn.Module, y: Tensor | None, batch: int) -> Tensor:
+    if y is None:
+        raise ValueError(
+            f"{type(model).__name__} is conditional (n_classes={model.n_classes}) and needs labels: call it as "
+            "model(input, y) with y int64 class ids of shape (B,), or build it with n_classes=0."
+        )
+    if y.dim() != 1 or y.shape[0] != batch:
+        raise ValueError(f"labels must have shape ({batch},) (one class id per sample), got {tuple(y.shape)}.")
+    return y.long()
+
+
+def _dcgan_init(m: nn.Module) -> None:
+    """DCGAN: all weights ~ N(0, 0.02); norm scales ~ N(1, 0.02), biases 0 (pytorch/examples)."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+class _ProjectionHead(nn.Module):
+    """head(h) + <embed(y), h> (Miyato & Koyama 2018); head alone when unconditional."""
+
+    def __init__(self, head: nn.Module, n_features: int, n_classes: int) -> None:
+        super().__init__()
+        self.head = head
+        self.embed = nn.Embedding(n_classes, n_features) if n_classes > 0 else None
+        if self.embed is not None:
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
+
+    def forward(self, h: Tensor, y: Tensor | None) -> Tensor:
+        out = self.head(h).reshape(h.shape[0])
+        if self.embed is not None:
+            out = out + (self.embed(y) * h.flatten(1)).sum(1)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# MLP (gan_toy)
+# --------------------------------------------------------------------------------------------
+
+
+class MLPGenerator(nn.Module):
+    """gan_toy's generator: ``depth`` x (Linear, ReLU) of ``width`` units, then Linear to the
+    output. With ``out_shape`` (e.g. (1, 8, 8)) the output is reshaped to images and squashed by
+    tanh into [-1, 1]; ``out_dim`` is then prod(out_shape)."""
+
+    def __init__(self, z_dim: int = 2, out_dim: int = 2, width: int = 512, depth: int = 3, n_classes: int = 0,
+                 out_shape: tuple[int, ...] | None = None) -> None:
+        super().__init__()
+        if out_shape is not None:
+            out_shape = tuple(int(s) for s in out_shape)
+            out_dim = math.prod(out_shape)
+        _check_positive(z_dim=z_dim, out_dim=out_dim, width=width, depth=depth)
+        _check_classes(n_classes)
+        self.z_dim, self.out_dim, self.n_classes, self.out_shape = z_dim, out_dim, n_classes, out_shape
+        self.embed = nn.Embedding(n_classes, n_classes) if n_classes > 0 else None
+        layers: list[nn.Module] = []
+        d = z_dim + n_classes
+        for _ in range(depth):
+            layers += [nn.Linear(d, width), ReLU()]
+            d = width
+        layers.append(nn.Linear(d, out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        z = z.reshape(z.shape[0], -1)
+        if z.shape[1] != self.z_dim:
+            raise ValueError(f"z has {z.shape[1]} features but this generator takes z_dim={self.z_dim}; sample z of shape (B, {self.z_dim}).")
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(_need_labels(self, y, z.shape[0]))], 1)
+        out = self.net(z)
+        if self.out_shape is not None:
+            out = torch.tanh(out).reshape(out.shape[0], *self.out_shape)
+        return out
+
+
+class MLPCritic(nn.Module):
+    """gan_toy's critic: ``depth`` x (Linear, ReLU) of ``width`` units, then Linear(width, 1).
+    Image inputs are flattened; ``in_dim`` must equal the flattened size."""
+
+    def __init__(self, in_dim: int = 2, width: int = 512, depth: int = 3, n_classes: int = 0) -> None:
+        super().__init__()
+        _check_positive(in_dim=in_dim, width=width, depth=depth)
+        _check_classes(n_classes)
+        self.in_dim, self.n_classes = in_dim, n_classes
+        layers: list[nn.Module] = []
+        d = in_dim
+        for _ in range(depth):
+            layers += [nn.Linear(d, width), ReLU()]
+            d = width
+        self.body = nn.Sequential(*layers)
+        self.proj = _ProjectionHead(nn.Linear(width, 1), width, n_classes)
+
+    def features(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        x = x.reshape(x.shape[0], -1)
+        if x.shape[1] != self.in_dim:
+            raise ValueError(
+                f"input has {x.shape[1]} features per sample but this critic takes in_dim={self.in_dim}; build "
+                f"MLPCritic(in_dim={x.shape[1]}) or pass data of matching shape."
+            )
+        return self.body(x)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.n_classes:
+            y = _need_labels(self, y, x.shape[0])
+        return self.proj(self.features(x), y)
+
+
+# --------------------------------------------------------------------------------------------
+# DCGAN
+# --------------------------------------------------------------------------------------------
+
+_DCGAN_SIZES = (8, 16, 32, 64)
+
+
+def _n_scale(img_size: int) -> int:
+    if img_size not in _DCGAN_SIZES:
+        raise ValueError(f"img_size must be one of {_DCGAN_SIZES}, got {img_size!r}; resize the data (image_size=).")
+    return int(math.log2(img_size // 4))  # number of stride-2 stages between 4x4 and img_size
+
+
+class DCGANGenerator(nn.Module):
+    """z (B, z_dim) -> ConvT(4, 1, 0) to a 4x4 map of ngf * 2^(s-1) channels, then s stride-2
+    ConvT(4, 2, 1) stages halving channels and doubling size, the last one to ``channels`` with
+    Tanh; BatchNorm + ReLU after every layer but the last. s = log2(img_size / 4), so
+    img_size=64 gives DCGAN's 4-8-16-32-64 with 512-256-128-64 channels for ngf=64."""
+
+    def __init__(self, z_dim: int = 100, img_size: int = 64, channels: int = 3, ngf: int = 64, n_classes: int = 0) -> None:
+        super().__init__()
+        _check_positive(z_dim=z_dim, channels=channels, ngf=ngf)
+        _check_classes(n_classes)
+        s = _n_scale(img_size)
+        self.z_dim, self.img_size, self.channels, self.n_classes = z_dim, img_size, channels, n_classes
+        self.embed = nn.Embedding(n_classes, n_classes) if n_classes > 0 else None
+        c = ngf * 2 ** (s - 1)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim + n_classes, c, 4, 1, 0, bias=False), nn.BatchNorm2d(c), ReLU()]
+        for _ in range(s - 1):
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), ReLU()]
+            c //= 2
+        layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(_dcgan_init)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        z = z.reshape(z.shape[0], -1)
+        if z.shape[1] != self.z_dim:
+            raise ValueError(f"z has {z.shape[1]} features but this generator takes z_dim={self.z_dim}; sample z of shape (B, {self.z_dim}).")
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(_need_labels(self, y, z.shape[0]))], 1)
+        return self.net(z[:, :, None, None])
+
+
+_NORMS = ("batch", "layer", "none")
+
+
+def _norm(kind: str, c: int) -> list[nn.Module]:
+    if kind == "batch":
+        return [nn.BatchNorm2d(c)]
+    if kind == "layer":
+        return [nn.GroupNorm(1, c)]  # one group = normalise over (C, H, W) per sample: LayerNorm
+    return []
+
+
+class DCGANCritic(nn.Module):
+    """x (B, channels, img_size, img_size) -> Conv(4, 2, 1) to ndf channels + LeakyReLU(0.2)
+    (no norm), then stride-2 Conv(4, 2, 1) stages doubling channels, each with the chosen norm
+    and LeakyReLU(0.2), down to a 4x4 map (the features); head = Conv(4, 1, 0) to one score."""
+
+    def __init__(self, img_size: int = 64, channels: int = 3, ndf: int = 64, norm: str = "batch", n_classes: int = 0) -> None:
+        super().__init__()
+        _check_positive(channels=channels, ndf=ndf)
+        _check_classes(n_classes)
+        if norm not in _NORMS:
+            raise ValueError(f"norm must be one of {_NORMS} (WGAN-GP critics use 'layer' or 'none'), got {norm!r}.")
+        s = _n_scale(img_size)
+        self.img_size, self.channels, self.n_classes, self.norm = img_size, channels, n_classes, norm
+        layers: list[nn.Module] = [nn.Conv2d(channels, ndf, 4, 2, 1, bias=True), LeakyReLU(0.2)]
+        c = ndf
+        for _ in range(s - 1):
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=norm == "none"), *_norm(norm, 2 * c), LeakyReLU(0.2)]
+            c *= 2
+        self.body = nn.Sequential(*layers)
+        self.n_features = c * 16
+        self.proj = _ProjectionHead(nn.Conv2d(c, 1, 4, 1, 0, bias=True), self.n_features, n_classes)
+        self.apply(_dcgan_init)
+
+    def _check(self, x: Tensor) -> None:
+        want = (self.channels, self.img_size, self.img_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != want:
+            raise ValueError(f"critic input must have shape (B, {want[0]}, {want[1]}, {want[2]}), got {tuple(x.shape)}; "
+                             "resize the data (image_size=) or build the critic to match.")
+
+    def features(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        self._check(x)
+        return self.body(x).flatten(1)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.n_classes:
+            y = _need_labels(self, y, x.shape[0])
+        self._check(x)
+        return self.proj(self.body(x), y)  # head is a 4x4 valid conv = a linear map of features(x)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def infer_z_dim(generator: nn.Module) -> int | None:
+    """The generator's ``z_dim`` attribute; else the input width of its first layer in
+    registration order (nn.Linear.in_features or nn.ConvTranspose2d.in_channels); None when the
+    first such layer is anything else (e.g. a Conv2d) or there is none."""
+    z = getattr(generator, "z_dim", None)
+    if isinstance(z, int) and not isinstance(z, bool):
+        return z
+    for m in generator.modules():
+        if isinstance(m, nn.Linear):
+            return m.in_features
+        if isinstance(m, nn.ConvTranspose2d):
+            return m.in_channels
+        if isinstance(m, nn.modules.conv._ConvNd):
+            return None
+    return None
+
+
+def has_batchnorm(module: nn.Module) -> bool:
+    """True when any BatchNorm layer is inside ``module`` (WGAN-GP's penalty is per sample,
+    which BatchNorm's cross-sample coupling breaks)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())

@@ -1,6 +1,189 @@
-"""Public gradient-penalty entry point (dispatches to the fused path or the reference)."""
+"""Public gradient-penalty entry points (WGAN-GP, Gulrajani et al. 2017; WGAN-LP, Petzka et al. 2018).
+
+    x_hat = alpha_b * real_b + (1 - alpha_b) * fake_b       alpha_b ~ U[0, 1], one per sample
+    g_b   = grad_x D(x_hat)_b                                 (per sample, all non-batch axes)
+    P     = lam * mean_b (||g_b||_2 - 1)^2                    two-sided (WGAN-GP)
+    P     = lam * mean_b max(0, ||g_b||_2 - 1)^2              one-sided (WGAN-LP)
+
+Two formulations:
+
+* :func:`gradient_penalty` -- the fast eager path. Fused kernels (C++ on the CPU, Triton on the
+  GPU) for the interpolation and for the norm + penalty and its backward; the critic's own double
+  backward runs through autograd, and is pruned when the critic uses
+  :mod:`fastwgan.ops.activations` (the built-in critics do). Call ``P.backward()`` (or add P to the
+  critic loss) to get the critic's gradients. Not traceable by ``torch.compile``'s aot_autograd,
+  which does not support double backward.
+* :func:`gradient_penalty_functional` -- the compilable path: the input gradient is taken with
+  ``torch.func.grad`` over ``torch.func.functional_call``, so the whole penalty is one first-order
+  graph that ``torch.compile(fullgraph=True)`` traces; backward through it gives the same critic
+  gradients. Plain PyTorch ops (inductor fuses the elementwise part itself).
+
+Zero-gradient convention (both paths and ``backend="reference"``): where ``g_b = 0`` the norm is not
+differentiable; we define ``d||g_b||/dg_b = 0``. Such a sample adds ``lam / B`` to P (two-sided;
+0 one-sided) and contributes exactly zero gradient -- never NaN, which is what the common
+hand-written ``sqrt((g**2).sum(1))`` gives there (0/0 in the double backward; pytorch #2421, #2534).
+torch 2.x's own ``Tensor.norm`` backward already uses this convention, so the textbook reference
+agrees with the fused path at a zero gradient (tests/test_gradient_penalty.py checks both).
+
+Critics with BatchNorm mix samples, so the per-sample penalty is ill-defined for them (the paper
+uses LayerNorm); this is the trainer's check, not this function's.
+"""
 from __future__ import annotations
 
-from .reference.gradient_penalty import gradient_penalty
+import math
+from typing import Callable
 
-__all__ = ["gradient_penalty"]
+import torch
+from torch import Tensor
+
+from . import backend as _backend
+from .ops import gradient_penalty as _ops
+from .reference import gradient_penalty as _ref
+
+__all__ = ["gradient_penalty", "gradient_penalty_functional"]
+
+
+def _check_inputs(real, fake, lam, alpha) -> Tensor:
+    """Validate and return alpha as a (B,) tensor in real's dtype/device."""
+    if not isinstance(real, Tensor) or not isinstance(fake, Tensor):
+        raise TypeError(
+            f"real and fake must be tensors, got {type(real).__name__} and {type(fake).__name__}"
+        )
+    if real.shape != fake.shape:
+        raise ValueError(
+            f"real and fake must have the same shape, got {tuple(real.shape)} and "
+            f"{tuple(fake.shape)}: pass equally sized batches of the same data shape"
+        )
+    if real.dim() < 1 or real.shape[0] == 0:
+        raise ValueError(f"real and fake need a non-empty batch axis first, got {tuple(real.shape)}")
+    if not real.is_floating_point() or real.dtype != fake.dtype:
+        raise TypeError(
+            f"real and fake must be floating-point tensors of one dtype, got {real.dtype} and "
+            f"{fake.dtype}: cast fake with fake.to(real.dtype)"
+        )
+    if real.device != fake.device:
+        raise ValueError(f"real is on {real.device} but fake on {fake.device}: move them together")
+    if isinstance(lam, Tensor) or not isinstance(lam, (int, float)) or isinstance(lam, bool):
+        raise TypeError(f"lam must be a Python float, got {type(lam).__name__}")
+    if not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam (the penalty weight) must be finite and >= 0, got {lam} (paper: 10)")
+    B = real.shape[0]
+    if alpha is None:
+        return torch.rand(B, device=real.device, dtype=real.dtype)
+    if not isinstance(alpha, Tensor):
+        raise TypeError(f"alpha must be a tensor of shape (B,), got {type(alpha).__name__}")
+    # one weight per sample: (B,) or (B, 1, ..., 1). Anything else (a scalar for the whole batch,
+    # per-pixel weights) is the known bug of other libraries and is refused.
+    if alpha.numel() != B or (alpha.dim() > 0 and alpha.shape[0] != B) or alpha.dim() == 0:
+        raise ValueError(
+            f"alpha must hold one weight per sample, shape ({B},), got {tuple(alpha.shape)}: "
+            "one scalar for the whole batch or per-element weights are not the WGAN-GP sampling"
+        )
+    return alpha.detach().reshape(B).to(device=real.device, dtype=real.dtype)
+
+
+def _call(critic, x: Tensor, labels):
+    return critic(x) if labels is None else critic(x, labels)
+
+
+def _check_output(out, B: int) -> None:
+    if not isinstance(out, Tensor):
+        raise TypeError(f"the critic must return a tensor, got {type(out).__name__}")
+    if out.dim() == 0 or out.numel() != B or out.shape[0] != B:
+        raise ValueError(
+            f"the critic must return one score per sample, shape ({B},) or ({B}, 1), got "
+            f"{tuple(out.shape)}"
+        )
+
+
+def _no_input_dependence() -> ValueError:
+    return ValueError(
+        "the critic's output does not depend on its input, so the gradient penalty is undefined: "
+        "check that forward() uses x (and is not run under torch.no_grad() or on a detached copy)"
+    )
+
+
+def gradient_penalty(
+    critic: Callable[..., Tensor],
+    real: Tensor,
+    fake: Tensor,
+    *,
+    lam: float = 10.0,
+    one_sided: bool = False,
+    alpha: Tensor | None = None,
+    labels: Tensor | None = None,
+    backend: str = "auto",
+) -> Tensor:
+    """The gradient penalty P (a scalar); ``P.backward()`` populates the critic's gradients.
+
+    Args:
+        critic: module or function; called as ``critic(x_hat)``, or ``critic(x_hat, labels)`` when
+            ``labels`` is given (conditional critics). Must return shape (B,) or (B, 1).
+        real, fake: (B, ...) tensors of the same shape (any number of data axes). Both are
+            detached: the penalty trains the critic only (Alg. 1).
+        lam: penalty weight lambda >= 0 (10 in the paper; 0.1 in its toy experiments).
+        one_sided: WGAN-LP's max(0, ||g|| - 1)^2 instead of (||g|| - 1)^2.
+        alpha: optional (B,) interpolation weights, one per sample; default U[0, 1).
+        labels: passed through to the critic.
+        backend: "auto" | "cpp" | "triton" | "reference" (see :mod:`fastwgan.backend`).
+    """
+    alpha = _check_inputs(real, fake, lam, alpha)
+    be = _backend.resolve("gradient_penalty", real.device, backend)
+    B = real.shape[0]
+    with torch.enable_grad():
+        x_hat = _ops.interpolate(real.detach(), fake.detach(), alpha, backend=be)
+        x_hat = x_hat.detach().requires_grad_(True)
+        out = _call(critic, x_hat, labels)
+        _check_output(out, B)
+        if not out.requires_grad:
+            raise _no_input_dependence()
+        (g,) = torch.autograd.grad(
+            out, x_hat, torch.ones_like(out), create_graph=True, allow_unused=True
+        )
+        if g is None:
+            raise _no_input_dependence()
+        return _ops.norm_penalty(g, lam, one_sided, backend=be)
+
+
+def gradient_penalty_functional(
+    critic: torch.nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    *,
+    lam: float = 10.0,
+    one_sided: bool = False,
+    alpha: Tensor | None = None,
+    labels: Tensor | None = None,
+) -> Tensor:
+    """Same penalty and gradients as :func:`gradient_penalty`, traceable by ``torch.compile``.
+
+    ``grad_x D`` is computed with ``torch.func.grad`` of ``functional_call(critic, ...)``, which
+    aot_autograd sees as an ordinary first-order graph, so ``torch.compile(fullgraph=True)`` can
+    compile a whole critic step around it (eager ``autograd.grad(create_graph=True)`` cannot be
+    traced: "aot_autograd does not currently support double backward"). Uses the same zero-gradient
+    convention (:func:`fastwgan.reference.gradient_penalty.safe_norm`). ``critic`` must be an
+    ``nn.Module``; its parameters and buffers are passed explicitly, so ``P.backward()`` populates
+    their ``.grad`` as usual. Validation that needs a host sync (does the output depend on x?) is
+    left out on this path.
+    """
+    if not isinstance(critic, torch.nn.Module):
+        raise TypeError(
+            f"gradient_penalty_functional needs an nn.Module critic, got {type(critic).__name__}: "
+            "wrap the function in a module, or use gradient_penalty"
+        )
+    alpha = _check_inputs(real, fake, lam, alpha)
+    B = real.shape[0]
+    x_hat = _ref.interpolate(real.detach(), fake.detach(), alpha)
+    params = dict(critic.named_parameters())
+    buffers = dict(critic.named_buffers())
+    args_tail = () if labels is None else (labels,)
+
+    def score_sum(x: Tensor) -> Tensor:
+        out = torch.func.functional_call(critic, (params, buffers), (x, *args_tail))
+        return out.sum()
+
+    g = torch.func.grad(score_sum)(x_hat)
+    gap = _ref.safe_norm(g) - 1
+    if one_sided:
+        gap = gap.clamp(min=0)
+    return lam * gap.square().mean()

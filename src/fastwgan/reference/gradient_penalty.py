@@ -6,28 +6,46 @@
 
 The norm is per sample over every non-batch axis. This is the ``autograd.grad(create_graph=True)``
 formulation that the fused path is tested against.
+
+Zero gradient: torch's ``norm`` backward (2.x) returns 0 where the norm is 0, which is the
+convention of the fused path (d||g||/dg := 0 at g = 0); the hand-written ``sqrt(sum(g**2))`` that
+many implementations use gives 0/0 = NaN there instead (pytorch #2421, #2534).
+:func:`safe_norm` is the same convention written with differentiable ops of any order.
 """
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 
-def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+def interpolate(real: Tensor, fake: Tensor, alpha: Tensor) -> Tensor:
     """x_hat = alpha * real + (1 - alpha) * fake, alpha of shape (B,) broadcast per sample."""
     a = alpha.reshape(-1, *([1] * (real.dim() - 1)))
     return a * real + (1 - a) * fake
 
 
+def safe_norm(g: Tensor) -> Tensor:
+    """Per-sample L2 norm over all non-batch axes with d||g||/dg := 0 where g = 0.
+
+    The double ``where`` keeps sqrt's derivative (1 / (2 sqrt(s)) = inf at s = 0) out of the graph
+    at zero rows: the inner where feeds sqrt a 1 there, the outer selects 0. Differentiable to any
+    order; equal to ``g.flatten(1).norm(dim=1)`` in value.
+    """
+    s = g.reshape(g.shape[0], -1).square().sum(1)
+    pos = s > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, s, torch.ones_like(s))), torch.zeros_like(s))
+
+
 def gradient_penalty(
     critic,
-    real: torch.Tensor,
-    fake: torch.Tensor,
+    real: Tensor,
+    fake: Tensor,
     *,
     lam: float = 10.0,
     one_sided: bool = False,
-    alpha: torch.Tensor | None = None,
-    labels: torch.Tensor | None = None,
-) -> torch.Tensor:
+    alpha: Tensor | None = None,
+    labels: Tensor | None = None,
+) -> Tensor:
     """lam * mean((||grad D(x_hat)|| - 1)^2); differentiable w.r.t. the critic's parameters."""
     if alpha is None:
         alpha = torch.rand(real.shape[0], device=real.device, dtype=real.dtype)

@@ -1,0 +1,188 @@
+"""Fused ReLU / LeakyReLU (fastwgan.ops.activations) against torch.nn, first and second order.
+
+Exactness argument used below: the fused modules compute the same forward op and the same
+backward kernels (threshold_backward / leaky_relu_backward) as torch; the only change is that the
+second-order branch for the input, which autograd fills with ``zeros_like``, is dropped. Adding an
+all-zero tensor is exact in IEEE arithmetic (x + 0 == x; the only difference, -0 + 0 = +0, is
+invisible to ``torch.equal``), so every gradient must be *bitwise* equal to torch's.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from fastwgan.ops.activations import LeakyReLU, ReLU, leaky_relu, relu
+
+SLOPES = [0.0, 0.01, 0.2, -0.3]
+
+
+def _fused(slope):
+    return ReLU() if slope == 0.0 else LeakyReLU(slope)
+
+
+def _torch(slope):
+    return nn.ReLU() if slope == 0.0 else nn.LeakyReLU(slope)
+
+
+def _edge_inputs(dtype=torch.float32):
+    torch.manual_seed(0)
+    x = torch.randn(7, 13, dtype=dtype)
+    specials = torch.tensor(
+        [0.0, -0.0, 1e-45, -1e-45, float("inf"), -float("inf"), float("nan"), 1.0, -1.0], dtype=dtype
+    )
+    x[0, : specials.numel()] = specials
+    return x
+
+
+@pytest.mark.parametrize("slope", SLOPES)
+def test_forward_and_first_order_bitwise_equal_torch(slope):
+    x = _edge_inputs()
+    g = torch.randn_like(x)
+    xa = x.clone().requires_grad_(True)
+    xb = x.clone().requires_grad_(True)
+    ya, yb = _fused(slope)(xa), _torch(slope)(xb)
+    assert torch.equal(ya.nan_to_num(7.0), yb.nan_to_num(7.0))
+    assert ya.isnan().equal(yb.isnan())
+    (ga,) = torch.autograd.grad(ya, xa, g)
+    (gb,) = torch.autograd.grad(yb, xb, g)
+    assert torch.equal(ga.nan_to_num(7.0), gb.nan_to_num(7.0))
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.01, 0.2])
+def test_inplace_matches_torch(slope):
+    x = _edge_inputs()
+    g = torch.randn_like(x)
+    a = x.clone().requires_grad_(True)
+    b = x.clone().requires_grad_(True)
+    ca, cb = a * 1.0, b * 1.0  # non-leaf, so in-place is allowed
+    fa = ReLU(inplace=True) if slope == 0 else LeakyReLU(slope, inplace=True)
+    fb = nn.ReLU(inplace=True) if slope == 0 else nn.LeakyReLU(slope, inplace=True)
+    ya, yb = fa(ca), fb(cb)
+    assert ya.data_ptr() == ca.data_ptr()  # really in place
+    assert torch.equal(ya.nan_to_num(7.0), yb.nan_to_num(7.0))
+    (ga,) = torch.autograd.grad(ya, a, g)
+    (gb,) = torch.autograd.grad(yb, b, g)
+    assert torch.equal(ga.nan_to_num(7.0), gb.nan_to_num(7.0))
+
+
+def test_inplace_negative_slope_refused():
+    with pytest.raises(ValueError, match="negative_slope >= 0"):
+        LeakyReLU(-0.1, inplace=True)(torch.randn(3) * 1.0)
+
+
+def test_constructor_signatures_match_torch():
+    assert ReLU().inplace is False and ReLU(True).inplace is True
+    m = LeakyReLU()
+    assert m.negative_slope == nn.LeakyReLU().negative_slope and m.inplace is False
+    assert LeakyReLU(0.2, True).negative_slope == 0.2
+    assert "negative_slope=0.2" in repr(LeakyReLU(0.2))
+
+
+@pytest.mark.parametrize("slope", SLOPES)
+def test_gradcheck_gradgradcheck_float64(slope):
+    torch.manual_seed(1)
+    # keep away from the kink at 0, where finite differences are meaningless
+    x = torch.randn(4, 5, dtype=torch.float64)
+    x = torch.where(x.abs() < 0.1, x.sign() * 0.5 + x, x).requires_grad_(True)
+
+    def f(t):
+        return leaky_relu(t, slope) if slope else relu(t)
+
+    assert torch.autograd.gradcheck(f, (x,))
+    assert torch.autograd.gradgradcheck(f, (x,))
+
+
+def _mlp(act, width=24, depth=3, in_dim=5, slope=0.0):
+    torch.manual_seed(2)
+    layers, d = [], in_dim
+    for _ in range(depth):
+        layers += [nn.Linear(d, width), act(slope)]
+        d = width
+    layers += [nn.Linear(d, 1)]
+    return nn.Sequential(*layers).double()
+
+
+def _penalty_grads(model, x):
+    """Textbook gradient penalty's parameter gradients (autograd.grad with create_graph)."""
+    model.zero_grad()
+    x = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+    ((g.flatten(1).norm(dim=1) - 1) ** 2).mean().backward()
+    # the biases get no gradient from the penalty: autograd writes zeros there, the pruned path
+    # leaves .grad None (the zeros were never computed); compare both as zeros
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+def test_double_backward_bitwise_equal_torch(slope):
+    fused = _mlp(lambda s: _fused(s), slope=slope)
+    ref = copy.deepcopy(fused)
+    for i, m in enumerate(ref):
+        if isinstance(m, (ReLU, LeakyReLU)):
+            ref[i] = _torch(slope)
+    x = torch.randn(9, 5, dtype=torch.float64)
+    ga, gb = _penalty_grads(fused, x), _penalty_grads(ref, x)
+    assert len(ga) == len(gb) > 0
+    for a, b in zip(ga, gb):
+        assert torch.equal(a, b)
+    assert any(a.abs().sum() > 0 for a in ga)
+
+
+class _CountMM(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
+            self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _double_backward_mm_count(model, x):
+    x = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+    p = ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    with _CountMM() as c:
+        p.backward()
+    return c.n
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_pruning_skips_the_zero_matmuls(depth):
+    # Textbook: the double backward of each hidden Linear's backward does 2 mm (dW, d grad_out);
+    # the zeros from each ReLU's input branch then go through the forward graph: 2 more per
+    # hidden Linear (dW on zeros, d input on zeros, the first layer's d input goes to the leaf x).
+    # Pruned: those 2 * depth disappear.
+    fused = _mlp(lambda s: ReLU(), depth=depth)
+    ref = copy.deepcopy(fused)
+    for i, m in enumerate(ref):
+        if isinstance(m, ReLU):
+            ref[i] = nn.ReLU()
+    x = torch.randn(6, 5, dtype=torch.float64)
+    n_ref, n_fused = _double_backward_mm_count(ref, x), _double_backward_mm_count(fused, x)
+    assert n_ref - n_fused == 2 * depth, (n_ref, n_fused)
+
+
+def test_fused_leaky_relu_keeps_no_extra_saved_tensor():
+    # autograd's LeakyReLU saves its input; the fused one saves only its output, which the next
+    # Linear saves anyway: count distinct storages kept alive by the graph.
+    def saved_storages(act):
+        ptrs = set()
+
+        def pack(t):
+            ptrs.add(t.untyped_storage().data_ptr())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            lin1 = nn.Linear(8, 8)
+            lin2 = nn.Linear(8, 1)
+            torch.manual_seed(0)
+            lin2(act(lin1(torch.randn(4, 8))))
+        return len(ptrs)
+
+    assert saved_storages(LeakyReLU(0.2)) == saved_storages(nn.LeakyReLU(0.2)) - 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -15,6 +16,10 @@ examples:
   fastwgan train --data 25gaussians --loss wgan --steps 5000 --out runs/25g-wgan
   fastwgan train --data digits --loss wgan-gp --tensorboard
   fastwgan train --data path/to/images --image-size 32 --steps 20000
+  fastwgan train --data 8gaussians --seed 1 --checkpoint-every 500 --out runs/8g   # Ctrl-C, then:
+  fastwgan train --data 8gaussians --seed 1 --checkpoint-every 500 --out runs/8g --resume
+  torchrun --nproc_per_node=2 -m fastwgan train --data 8gaussians   # data parallel (gloo/nccl)
+  fastwgan train --data digits --precision bf16                     # mixed precision
 
 built-in data sets: 8gaussians, 25gaussians, swissroll (2-D toys of gan_toy.py), digits
 (scikit-learn's bundled 8x8 digits, with labels), or a folder of images.
@@ -54,9 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=int)
     t.add_argument("--eval-samples", type=int, default=2000)
     t.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
+    t.add_argument("--keep-checkpoints", type=int, default=3, help="keep the newest K checkpoints (default 3)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    t.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="fp32; bf16 autocast (CPU or CUDA); fp16 autocast + GradScaler (CUDA)")
     t.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files to OUT/tb")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-plots", action="store_true", help="skip samples.png and learning_curve.png")
     return p
 
 
@@ -68,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from pathlib import Path
 
-    from .trainer import train
+    from .trainer import TrainingInterrupted, train
 
     n_critic = args.n_critic
     if n_critic is not None and n_critic.isdigit():
@@ -83,12 +92,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_every=args.log_every, eval_every=args.eval_every, eval_samples=args.eval_samples,
             image_size=args.image_size, checkpoint_every=args.checkpoint_every,
             resume=args.resume, tensorboard=args.tensorboard, progress=not args.no_progress,
+            keep_checkpoints=args.keep_checkpoints, precision=args.precision, plots=not args.no_plots,
         )
+    except TrainingInterrupted as e:  # SIGINT/SIGTERM: the trainer checkpointed and printed how to resume
+        return int(e.code)
+    except FloatingPointError as e:  # non-finite loss/parameters: names the step and the last good checkpoint
+        print(f"fastwgan: error: {e}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError) as e:
         print(f"fastwgan: error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(result.metrics, indent=2))
-    print(f"wrote {result.out} (samples.png, learning_curve.png, metrics.jsonl, summary.json, checkpoints/)")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
+        print(json.dumps(result.metrics, indent=2))
+        pics = "" if args.no_plots else "samples.png, learning_curve.png, "
+        print(f"wrote {result.out} ({pics}metrics.jsonl, summary.json, checkpoints/)")
     return 0
 
 

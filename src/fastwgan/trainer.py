@@ -21,6 +21,9 @@ import json
 import math
 import os
 import random
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,7 @@ import torch
 import torch.nn as nn
 
 from . import checkpoint as ckpt
+from . import distributed as dist_
 from .losses import (
     LOSSES,
     WASSERSTEIN_LOSSES,
@@ -134,6 +138,139 @@ class _IsolatedRNG:
     def __exit__(self, *exc) -> None:
         _set_rng_state(self.rng)
         self.source.load_state_dict(self.data)
+
+
+class TrainingInterrupted(SystemExit):
+    """Raised by ``train`` after SIGINT/SIGTERM: the current step was finished and checkpointed.
+
+    A ``SystemExit`` so that a script that does not catch it exits quietly with the conventional
+    status ``128 + signal`` (130 for SIGINT, 143 for SIGTERM) after the message was printed.
+    ``step``, ``checkpoint`` and ``message`` say where the run stopped and how to resume.
+    """
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None, message: str) -> None:
+        super().__init__(128 + signum)
+        self.signum, self.step, self.checkpoint, self.message = signum, step, checkpoint, message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class _SignalCatcher:
+    """Turn SIGINT/SIGTERM into a flag read at the end of each step, so the step in flight is
+    finished and checkpointed instead of being torn down mid-update. Installed only from the main
+    thread (Python's rule for signal handlers); the previous handlers are restored on exit. A second
+    SIGINT while stopping falls back to the previous handler (KeyboardInterrupt)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def _handler(self, signum, frame) -> None:
+        if self.signum is not None and signum == signal.SIGINT:  # asked twice: stop now
+            prev = self.previous.get(signum)
+            if callable(prev):
+                prev(signum, frame)
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> "_SignalCatcher":
+        if self.enabled:
+            for s in self.SIGNALS:
+                self.previous[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self.previous.items():
+            signal.signal(s, h)
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class _GradScale(torch.autograd.Function):
+    """Identity forward; backward multiplies the incoming gradient by ``factor`` (a tensor).
+
+    Placed at the critic's input inside the penalty's critic call, it unscales the input gradient
+    in the input's dtype (fp32) as the last step of ``autograd.grad``. The backward is made of
+    differentiable ops, so the penalty's double backward passes through it (times ``factor``)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(factor)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (factor,) = ctx.saved_tensors
+        return g * factor.to(g.dtype), None
+
+
+class _ScaledCritic(nn.Module):
+    """The critic as the gradient penalty sees it under fp16 + GradScaler (PyTorch's AMP recipe
+    for a gradient penalty: scale the output, take the gradient, unscale it, form the penalty in
+    fp32).
+
+    ``forward(x) = S * D(x)`` in fp32, with S the scaler's current scale (a device tensor: no host
+    sync), so the penalty's inner backward through the fp16 critic carries S * dD/dx (kept out of
+    fp16's underflow range); ``_GradScale`` multiplies the input gradient by 1/S in fp32 at x. S is
+    a power of two, so the unscaled gradient equals the unscaled-path gradient exactly whenever
+    nothing overflowed; an overflow gives inf, which the scaler then sees in the parameters'
+    gradients and answers by skipping the step and halving S. The penalty itself (norm, square,
+    mean) is then formed from an fp32 gradient."""
+
+    def __init__(self, critic: nn.Module, scale: torch.Tensor) -> None:
+        super().__init__()
+        self.critic, self.scale = critic, scale
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        xs = _GradScale.apply(x, 1.0 / self.scale)
+        return _call(self.critic, xs, y).float() * self.scale
+
+
+class _Amp:
+    """Mixed precision per PyTorch's AMP recipe: autocast for the forwards (bf16 or fp16), fp32
+    master weights and optimizer state, backward outside autocast; fp16 adds one GradScaler per
+    model (their steps alternate, so each has its own skip/back-off history)."""
+
+    def __init__(self, precision: str, device: torch.device) -> None:
+        self.precision, self.device = precision, device
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        fp16 = precision == "fp16"
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.scaled = fp16
+
+    def autocast(self):
+        if self.dtype is None:
+            import contextlib
+
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def penalty_critic(self, critic: nn.Module) -> nn.Module:
+        if not self.scaled:
+            return critic
+        return _ScaledCritic(critic, self.scaler_d.scale(torch.ones((), device=self.device)))
+
+    def step(self, scaler, loss: torch.Tensor, opt) -> None:
+        if not self.scaled:
+            loss.backward()
+            opt.step()
+            return
+        scaler.scale(loss).backward()
+        scaler.step(opt)  # unscales, skips the update when a gradient is inf/NaN
+        scaler.update()
+
+
+def _check_precision(precision: str, device: torch.device) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("precision='bf16' needs a GPU with bfloat16 support (Ampere or newer): use 'fp16'")
 
 
 def _preset_for(data: Any, image_size: int | None) -> Preset | None:
@@ -346,6 +483,8 @@ def train(
     tensorboard: bool = False,
     progress: bool = True,
     plots: bool = True,
+    precision: str = "fp32",
+    handle_signals: bool = True,
 ) -> TrainResult:
     """Train ``generator`` against ``critic`` on ``data``; the modules are trained in place.
 
@@ -367,8 +506,23 @@ def train(
         backend: fused-kernel backend, "auto" | "triton" | "cpp" | "reference" (or FASTWGAN_BACKEND).
         out: run folder for metrics.jsonl, pictures, checkpoints and summary.json (None: none).
         checkpoint_every: also checkpoint every N steps (the final one is always written to out).
-        resume: continue from the newest good checkpoint in ``out``.
+        resume: continue from the newest good checkpoint in ``out`` (a truncated or corrupted one
+            is skipped with a warning); the continued run equals the uninterrupted one bit for bit
+            on the CPU. The settings must be those of the checkpointed run (``steps`` may grow).
+        keep_checkpoints: how many checkpoints to keep (the newest ones).
         tensorboard: write TensorBoard event files to ``out/tb``.
+        precision: "fp32"; "bf16" (autocast, CPU or CUDA); or "fp16" (autocast + GradScaler, meant
+            for CUDA; it runs on the CPU too, slowly). Weights and optimizer state stay fp32.
+        handle_signals: on SIGINT/SIGTERM finish the current step, checkpoint (with ``out``) and
+            raise :class:`TrainingInterrupted` (exit status 128 + signal) saying how to resume.
+
+    Non-finite losses or parameters stop training with a ``FloatingPointError`` naming the step and
+    the last good checkpoint; they are checked at each log point and before each checkpoint
+    (device-side flags per step, one host sync per check), so no bad checkpoint is written.
+
+    Inside a process group (``torchrun``, or ``torch.distributed.init_process_group`` called
+    first) training is data parallel with DistributedDataParallel: ``batch_size`` per rank, every
+    rank's parameters identical, rank 0 writing the files; see :mod:`fastwgan.distributed`.
     """
     from .data import as_data_source
 
@@ -376,6 +530,57 @@ def train(
     dev = _resolve_device(device)
     if not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    _check_precision(precision, dev)
+    _check_run_settings(out, checkpoint_every, keep_checkpoints)
+    info = dist_.setup(dev)
+    if info.enabled:
+        dev = dist_.cuda_device_for_rank(dev)
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+    try:
+        return _train(generator, critic, data, loss, steps, batch_size, n_critic, lr, lr_g, betas, clip, lam,
+                      z_dim, feature_matching, allow_batchnorm, seed, dev, backend, out, log_every, eval_every,
+                      eval_samples, image_size, checkpoint_every, keep_checkpoints, resume, tensorboard, progress,
+                      plots, precision, handle_signals, info, t_setup)
+    finally:
+        if info.started_here:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _check_run_settings(out, checkpoint_every, keep_checkpoints) -> None:
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                                         or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be a positive integer (steps between checkpoints) or None, "
+                         f"got {checkpoint_every!r}")
+    if isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int) or keep_checkpoints < 1:
+        raise ValueError(f"keep_checkpoints must be an integer >= 1 (resume needs at least one), got "
+                         f"{keep_checkpoints!r}")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"out={os.fspath(out)!r} is an existing file, not a folder: pass a folder path for the run")
+
+
+# settings that may differ between a run and its resumption (the rest must match the checkpoint)
+_RESUME_MAY_CHANGE = ("steps", "log_every", "eval_every", "eval_samples")
+
+
+def _check_resume_config(saved: dict[str, Any], now: dict[str, Any], path: Path) -> None:
+    diff = [k for k in saved if k in now and k not in _RESUME_MAY_CHANGE and saved[k] != now[k]]
+    if diff:
+        what = ", ".join(f"{k}={now[k]!r} (checkpoint: {saved[k]!r})" for k in diff)
+        raise ValueError(
+            f"cannot resume from {path}: it was written with other settings: {what}. Resume with the "
+            "checkpoint's settings, or use a new out= folder to start a new run"
+        )
+
+
+def _train(generator, critic, data, loss, steps, batch_size, n_critic, lr, lr_g, betas, clip, lam, z_dim,
+           feature_matching, allow_batchnorm, seed, dev, backend, out, log_every, eval_every, eval_samples,
+           image_size, checkpoint_every, keep_checkpoints, resume, tensorboard, progress, plots, precision,
+           handle_signals, info: dist_.DistInfo, t_setup: float) -> TrainResult:
+    from .data import as_data_source
+
     if image_size is None and isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
         image_size = DEFAULT_IMAGE_SIZE
     preset = _preset_for(data, image_size)
@@ -393,7 +598,7 @@ def train(
     cfg.setdefault("log_every", 100)
     cfg.setdefault("eval_every", 1000)
     cfg.update(feature_matching=feature_matching, allow_batchnorm=allow_batchnorm, seed=seed,
-               eval_samples=eval_samples)
+               eval_samples=eval_samples, precision=precision, world_size=info.world)
     _check_settings(cfg)
     if resume and out is None:
         raise ValueError("resume=True needs out= (the run folder holding the checkpoints)")
@@ -422,8 +627,12 @@ def train(
     critic.to(dev)
     with _IsolatedRNG(source):
         _validate_models(generator, critic, source, z_dim, cfg, dev)
+    if out is not None:
+        source.state_dict()  # a source that cannot be checkpointed says so now, not at the first save
+    feed = dist_.ShardedSource(source, info) if info.enabled else source
 
     opt_d, opt_g = _make_optimizers(generator, critic, cfg, backend)
+    amp = _Amp(precision, dev)
     n_critic_at = _n_critic_fn(cfg["n_critic"])
     gp = loss in ("wgan-gp", "wgan-lp") and cfg["lam"] > 0
     if gp:
@@ -434,57 +643,104 @@ def train(
     pending: list[tuple[int, torch.Tensor, float]] = []  # (step, stacked device metrics, wall time)
     evals: list[dict[str, float]] = []
     start = 0
+    last_ckpt: Path | None = None
     if run is not None:
         run.mkdir(parents=True, exist_ok=True)
     if resume:
         found = ckpt.load_latest(run / "checkpoints")
+        if found is None and ckpt.list_checkpoints(run / "checkpoints"):
+            raise ValueError(
+                f"resume=True but every checkpoint in {run / 'checkpoints'} is truncated or corrupted (see the "
+                "warnings above): nothing to resume from; pass resume=False (or a new out=) to start over"
+            )
         if found is not None:
             state, path = found
+            _check_resume_config(state.get("config", {}), _jsonable(cfg), path)
+            last_ckpt = path
             generator.load_state_dict(state["generator"])
             critic.load_state_dict(state["critic"])
             opt_d.load_state_dict(state["opt_d"])
             opt_g.load_state_dict(state["opt_g"])
             source.load_state_dict(state["data"])
             _set_rng_state(state["rng"])
+            if dev.type == "cuda" and "rng_device" in state:  # this rank's own device stream
+                torch.cuda.set_rng_state(state["rng_device"], dev)
+            for key, scaler in (("scaler_d", amp.scaler_d), ("scaler_g", amp.scaler_g)):
+                if key in state:
+                    scaler.load_state_dict(state[key])
             history = state.get("history", [])
             evals = state.get("evals", [])
             start = state["step"]
+            if info.is_main:
+                _truncate_metrics(run / "metrics.jsonl", start)
+    # DDP after loading: its construction broadcasts rank 0's parameters to every rank
+    G_train = dist_.wrap(generator, info, dev)
+    D_train = dist_.wrap(critic, info, dev)
     writer = None
-    if tensorboard and run is not None:
+    if tensorboard and run is not None and info.is_main:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run / "tb"))
-    elif tensorboard:
+    elif tensorboard and run is None:
         raise ValueError("tensorboard=True needs out= (the event files go to out/tb)")
 
     def flush() -> None:
-        """Move the pending per-step metrics from the device into ``history``: one host sync."""
-        if pending:
-            vals = torch.stack([m for _, m, _ in pending]).cpu().tolist()
-            for (s, _, wall), (w, ld, pn, lg) in zip(pending, vals):
-                history.append(dict(step=s, w_estimate=w, loss_d=ld, penalty=pn, loss_g=lg, time=wall))
-            pending.clear()
+        """Move the pending per-step metrics from the device into ``history`` (one host sync;
+        averaged over ranks when distributed: the global-batch values), then check them: the
+        first step with a non-finite loss or parameter stops the run, naming the step and the last
+        good checkpoint. Called before every checkpoint, so a bad state is never saved."""
+        if not pending:
+            return
+        vals = dist_.all_mean(torch.stack([m for _, m, _ in pending]), info).cpu().tolist()
+        new = []
+        for (s, _, wall), (w, ld, pn, lg, pnorm) in zip(pending, vals):
+            new.append(dict(step=s, w_estimate=w, loss_d=ld, penalty=pn, loss_g=lg, param_norm=pnorm, time=wall))
+        pending.clear()
+        history.extend(new)
+        # fp16: an inf loss on a step the GradScaler skipped is its normal back-off, not a failure;
+        # the parameters (never updated from an inf gradient) are what must stay finite.
+        keys = ("param_norm",) if amp.scaled else ("w_estimate", "loss_d", "penalty", "loss_g", "param_norm")
+        for rec in new:
+            bad = [k for k in keys if not math.isfinite(rec[k])]
+            if bad:
+                where = (f"the last good checkpoint is {last_ckpt} (resume from it with resume=True / --resume, "
+                         "after lowering lr)") if last_ckpt else "no checkpoint was written before it"
+                what = "parameters" if bad == ["param_norm"] else "loss"
+                raise FloatingPointError(
+                    f"non-finite {what} ({', '.join(bad)}) at step {rec['step']}; {where}. Lower lr (or "
+                    f"raise lam), check the data, or use precision='fp32'. Record: {rec}"
+                )
 
     def save(step: int) -> Path:
         flush()
-        state = dict(
-            step=step, generator=generator.state_dict(), critic=critic.state_dict(),
-            opt_d=opt_d.state_dict(), opt_g=opt_g.state_dict(), data=source.state_dict(),
-            rng=_rng_state(), history=history, evals=evals, config=_jsonable(cfg),
-        )
-        return ckpt.save_checkpoint(state, run / "checkpoints", step, keep=keep_checkpoints)
+        path = ckpt.checkpoint_path(run / "checkpoints", step)
+        if info.is_main:  # rank 0 writes; every rank's state is identical
+            state = dict(
+                step=step, generator=generator.state_dict(), critic=critic.state_dict(),
+                opt_d=opt_d.state_dict(), opt_g=opt_g.state_dict(), data=source.state_dict(),
+                rng=_rng_state(), history=history, evals=evals, config=_jsonable(cfg),
+                scaler_d=amp.scaler_d.state_dict(), scaler_g=amp.scaler_g.state_dict(),
+            )
+            if dev.type == "cuda":
+                state["rng_device"] = torch.cuda.get_rng_state(dev)
+            path = ckpt.save_checkpoint(state, run / "checkpoints", step, keep=keep_checkpoints)
+        dist_.barrier(info)  # nobody runs ahead (or resumes) before the file is complete
+        return path
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=cfg["steps"], initial=start, disable=not progress, desc=f"{loss}", unit="it",
-               dynamic_ncols=True)
+    bar = tqdm(total=cfg["steps"], initial=start, disable=not progress or not info.is_main, desc=f"{loss}",
+               unit="it", dynamic_ncols=True)
     setup_seconds = time.perf_counter() - t_setup
     bs = cfg["batch_size"]
-    metrics_file = open(run / "metrics.jsonl", "a") if run is not None else None
-    last_ckpt: Path | None = None
+    metrics_file = open(run / "metrics.jsonl", "a") if run is not None and info.is_main else None
     t0 = time.perf_counter()
     train_seconds = 0.0
     zero = torch.zeros((), device=dev)
+    world = info.world
+    all_params = list(generator.parameters()) + list(critic.parameters())
+    stop = _SignalCatcher(handle_signals)
+    stop.__enter__()
     try:
         for step in range(start, cfg["steps"]):
             # ---- critic ----
@@ -492,47 +748,50 @@ def train(
                 p.requires_grad_(True)
             y = None
             for _ in range(n_critic_at(step)):
-                x, y = source.next_batch(bs)
+                x, y = feed.next_batch(bs)
                 x = x.to(dev, non_blocking=True)
                 y = y.to(dev, non_blocking=True) if y is not None else None
-                z = torch.randn(x.shape[0], z_dim, device=dev)
-                with torch.no_grad():
-                    fake = _call(generator, z, y)
-                d_real = _call(critic, x, y).reshape(-1)
-                d_fake = _call(critic, fake, y).reshape(-1)
-                loss_d = critic_loss(loss, d_real, d_fake)
-                pen = gradient_penalty(critic, x, fake, lam=cfg["lam"], one_sided=loss == "wgan-lp",
-                                       labels=y, backend=backend) if gp else zero
+                # noise and interpolation weights of the GLOBAL batch, this rank's slice: the ranks
+                # together draw exactly what one process with batch bs * world draws
+                z = dist_.shard(torch.randn(x.shape[0] * world, z_dim, device=dev), info)
+                alpha = dist_.shard(torch.rand(x.shape[0] * world, device=dev), info) if gp else None
+                with amp.autocast():
+                    with torch.no_grad():
+                        fake = _call(generator, z, y).to(x.dtype)
+                    d_real = _call(D_train, x, y).reshape(-1).float()
+                    d_fake = _call(D_train, fake, y).reshape(-1).float()
+                    loss_d = critic_loss(loss, d_real, d_fake)
+                    pen = gradient_penalty(amp.penalty_critic(D_train), x, fake, lam=cfg["lam"],
+                                           one_sided=loss == "wgan-lp", labels=y, backend=backend,
+                                           alpha=alpha) if gp else zero
                 opt_d.zero_grad(set_to_none=True)
-                (loss_d + pen).backward()
-                opt_d.step()
+                # one backward of L_D + P: DDP all-reduces each critic gradient once (distributed.py)
+                amp.step(amp.scaler_d, loss_d + pen, opt_d)
             w_est = wasserstein_estimate(d_real.detach(), d_fake.detach())
             # ---- generator ---- (critic frozen: no grads accumulated for its parameters)
             for p in critic.parameters():
                 p.requires_grad_(False)
-            z = torch.randn(bs, z_dim, device=dev)
-            fake = _call(generator, z, y)
-            if feature_matching:
-                f_real = critic.features(x, y) if y is not None else critic.features(x)
-                f_fake = critic.features(fake, y) if y is not None else critic.features(fake)
-                loss_g = feature_matching_loss(f_real, f_fake)
-            else:
-                loss_g = generator_loss(loss, _call(critic, fake, y).reshape(-1))
+            z = dist_.shard(torch.randn(bs * world, z_dim, device=dev), info)
+            with amp.autocast():
+                fake = _call(G_train, z, y)  # the critic is called unwrapped: frozen, nothing to reduce
+                if feature_matching:
+                    f_real = critic.features(x, y) if y is not None else critic.features(x)
+                    f_fake = critic.features(fake, y) if y is not None else critic.features(fake)
+                    loss_g = feature_matching_loss(f_real.float(), f_fake.float())
+                else:
+                    loss_g = generator_loss(loss, _call(critic, fake, y).reshape(-1).float())
             opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
+            amp.step(amp.scaler_g, loss_g, opt_g)
 
             done = step + 1
-            pending.append((done, torch.stack([w_est, loss_d.detach(), pen.detach(), loss_g.detach()]),
+            # device-side: the parameters' total norm is finite iff every parameter is (checked in
+            # flush(), with the losses, at the next log point or checkpoint: no per-step host sync)
+            pnorm = torch.nn.utils.get_total_norm(all_params)
+            pending.append((done, torch.stack([t.detach().float() for t in (w_est, loss_d, pen, loss_g, pnorm)]),
                             time.perf_counter() - t0 + train_seconds))
             if done % cfg["log_every"] == 0 or done == cfg["steps"]:
                 flush()
                 rec = history[-1]
-                if not all(math.isfinite(rec[k]) for k in ("w_estimate", "loss_d", "loss_g")):
-                    where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else ""
-                    raise FloatingPointError(
-                        f"non-finite loss at step {done} ({rec}){where}: lower lr, or check the data"
-                    )
                 ev = {}
                 if done % cfg["eval_every"] == 0 or done == cfg["steps"]:
                     with _IsolatedRNG(source):
@@ -550,8 +809,14 @@ def train(
             bar.update(1)
             if run is not None and checkpoint_every and done % checkpoint_every == 0 and done < cfg["steps"]:
                 last_ckpt = save(done)
+            if done < cfg["steps"] and dist_.any_rank(stop.signum is not None, info, dev):
+                if run is not None and (last_ckpt is None or last_ckpt.name != f"ckpt-{done:08d}.pt"):
+                    last_ckpt = save(done)
+                raise _interrupted(stop.signum or signal.SIGTERM, done, cfg["steps"], last_ckpt if run else None,
+                                   run, info)
         train_seconds += time.perf_counter() - t0
     finally:
+        stop.__exit__(None, None, None)
         bar.close()
         if metrics_file is not None:
             metrics_file.close()
@@ -571,11 +836,44 @@ def train(
                          evals=evals)
     if run is not None:
         save(cfg["steps"])
-        with _IsolatedRNG(source):
-            _write_outputs(result, source, setup_seconds, plots)
+        if info.is_main:
+            with _IsolatedRNG(source):
+                _write_outputs(result, source, setup_seconds, plots)
     if writer is not None:
         writer.close()
     return result
+
+
+def _interrupted(signum: int, done: int, steps: int, path: Path | None, run: Path | None,
+                 info: dist_.DistInfo) -> TrainingInterrupted:
+    name = signal.Signals(signum).name
+    if path is not None:
+        msg = (f"fastwgan: stopped by {name} after step {done} of {steps}; checkpoint written to {path}. To "
+               f"continue, run the same command with --resume (fastwgan train ... --out {run} --resume), or call "
+               f"fastwgan.train(..., out={os.fspath(run)!r}, resume=True) with the same settings.")
+    else:
+        msg = (f"fastwgan: stopped by {name} after step {done} of {steps}; nothing was saved because out= was "
+               "not given: pass out= (and checkpoint_every=) to make a run resumable.")
+    if info.is_main:
+        print(msg, file=sys.stderr, flush=True)
+    return TrainingInterrupted(signum, done, path, msg)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metrics.jsonl lines written after the checkpoint being resumed (the killed run got
+    further than its last checkpoint): the resumed run rewrites them, without duplicates."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            break  # a line torn by the kill: everything after it is from the lost part too
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(k + "\n" for k in keep))
+    os.replace(tmp, path)
 
 
 def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import platform
 import torch
 
 RATIOS: dict[str, dict[str, float]] = {}
+NOTES: dict[tuple[str, str], str] = {}  # (group, name) -> extra text (peak memory, GB/s)
 BASELINES: dict[str, str] = {}
 
 
@@ -40,3 +41,9 @@ def machine() -> str:
         pass
     return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
             f"({torch.backends.cpu.get_cpu_capability()}), threads {torch.get_num_threads()}")
+
+
+def note(group: str, name: str, text: str) -> None:
+    """Extra text printed beside ``group``/``name`` in the session summary."""
+    NOTES[(group, name)] = text
+

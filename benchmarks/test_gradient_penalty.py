@@ -32,6 +32,9 @@ from fastwgan.models import DCGANCritic, MLPCritic
 from fastwgan.ops import activations as A
 from fastwgan.penalty import gradient_penalty
 from fastwgan.reference.gradient_penalty import gradient_penalty as textbook_penalty
+from fastwgan.step import CriticLayout, critic_objective
+
+from _bench import note, record
 
 MODELS = {
     # name: (builder, batch shape, lam, Adam betas)
@@ -67,19 +70,35 @@ def make_steps(model: str):
     real, fake = torch.randn(shape), torch.randn(shape)
     alpha = torch.rand(shape[0])
 
-    def make(critic, penalty, **kw):
+    def make_textbook(critic):
         opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=betas)
 
         def step():
             opt.zero_grad(set_to_none=True)
-            loss = critic(fake).mean() - critic(real).mean() + penalty(
-                critic, real, fake, lam=lam, alpha=alpha, **kw)
+            loss = critic(fake).mean() - critic(real).mean() + textbook_penalty(
+                critic, real, fake, lam=lam, alpha=alpha)
             loss.backward()
             opt.step()
 
         return step
 
-    return make(text_critic, textbook_penalty), make(fused_critic, gradient_penalty, backend="auto")
+    def make_fused(critic):
+        # exactly the trainer's critic update: fastwgan.step's layout (channels_last and one joined
+        # real+fake forward for conv critics on the CPU) + the fused penalty
+        layout = CriticLayout(critic, "cpu")
+        layout.prepare(critic)
+        opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=betas)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss, pen, _, _ = critic_objective(critic, real, fake, None, layout, lam=lam,
+                                               penalty=gradient_penalty, alpha=alpha)
+            (loss + pen).backward()
+            opt.step()
+
+        return step
+
+    return make_textbook(text_critic), make_fused(fused_critic)
 
 
 ROUNDS = {"mlp": 20, "dcgan32": 5, "dcgan64": 3, "dcgan32-nonorm": 5}
@@ -92,6 +111,9 @@ def test_critic_step(benchmark, model, impl):
     fn = fused if impl == "fused" else textbook
     benchmark.group = f"gradient_penalty critic step: {model}"
     benchmark.pedantic(fn, rounds=ROUNDS[model], iterations=1, warmup_rounds=2)
+    group = f"critic step {model}"
+    record(benchmark, group, impl, baseline=impl == "textbook")
+    note(group, impl, f"peak {peak_memory_bytes(fn) / 2**20:.1f} MiB")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -124,10 +146,13 @@ def kernel_cases():
 @pytest.mark.parametrize("impl", ["torch", "fused"])
 @pytest.mark.parametrize("kernel", ["interpolate", "norm_penalty fwd+bwd"])
 def test_kernel(benchmark, kernel, impl):
-    fused, plain, _ = kernel_cases()[kernel]
+    fused, plain, nbytes = kernel_cases()[kernel]
     benchmark.group = f"gradient_penalty kernel: {kernel}"
     benchmark.pedantic(fused if impl == "fused" else plain, rounds=20, iterations=1,
                        warmup_rounds=3)
+    t = record(benchmark, f"gp kernel {kernel}", impl, baseline=impl == "torch")
+    if impl == "fused":
+        note(f"gp kernel {kernel}", impl, f"{nbytes / t / 1e9:.1f} GB/s (fused bytes)")
 
 
 # ------------------------------------------------------------------------------------------------

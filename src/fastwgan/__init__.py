@@ -3,14 +3,16 @@
     import fastwgan
     result = fastwgan.train(None, None, "8gaussians", loss="wgan-gp", out="runs/8g")
 
-``train`` (the trainer), ``gradient_penalty`` (the fused penalty), ``ClippedRMSprop`` (the fused
-WGAN critic optimiser), and the modules ``models``, ``data``, ``metrics``, ``losses``.
+``train`` (the trainer), ``gradient_penalty`` (the fused penalty) and
+``gradient_penalty_functional`` (its ``torch.compile``-able form), ``ClippedRMSprop`` (the fused
+WGAN critic optimiser), and the modules ``models``, ``data``, ``metrics``, ``losses``, ``step``.
 """
-from .penalty import gradient_penalty
-from .trainer import TrainResult, train
+from .penalty import gradient_penalty, gradient_penalty_functional
+from .trainer import TrainingInterrupted, TrainResult, train
 
 __version__ = "0.1.0"
-__all__ = ["train", "TrainResult", "gradient_penalty", "ClippedRMSprop", "__version__"]
+__all__ = ["train", "TrainResult", "TrainingInterrupted", "gradient_penalty", "gradient_penalty_functional",
+           "ClippedRMSprop", "__version__"]
 
 
 def __getattr__(name: str):

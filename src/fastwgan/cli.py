@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--n-critic", help="critic updates per generator step: an int or 'wgan-original'")
     t.add_argument("--lr", type=float, help="learning rate (both models unless --lr-g)")
     t.add_argument("--lr-g", type=float, help="generator learning rate")
+    t.add_argument("--lr-decay", choices=("none", "linear"), help="learning-rate schedule (linear: to 0 at the end)")
     t.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"), help="Adam betas")
     t.add_argument("--clip", type=float, help="WGAN weight-clipping bound c")
     t.add_argument("--lam", type=float, help="gradient-penalty weight lambda")
@@ -86,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = train(
             None, None, args.data, loss=args.loss, steps=args.steps, batch_size=args.batch_size,
-            n_critic=n_critic, lr=args.lr, lr_g=args.lr_g, betas=tuple(args.betas) if args.betas else None,
+            n_critic=n_critic, lr=args.lr, lr_g=args.lr_g, lr_decay=args.lr_decay, betas=tuple(args.betas) if args.betas else None,
             clip=args.clip, lam=args.lam, z_dim=args.z_dim, feature_matching=args.feature_matching,
             seed=args.seed, device=args.device, backend=args.backend, out=out,
             log_every=args.log_every, eval_every=args.eval_every, eval_samples=args.eval_samples,

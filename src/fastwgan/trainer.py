@@ -38,11 +38,11 @@ from . import distributed as dist_
 from .losses import (
     LOSSES,
     WASSERSTEIN_LOSSES,
-    critic_loss,
     feature_matching_loss,
     generator_loss,
     wasserstein_estimate,
 )
+from .step import CriticLayout, critic_objective
 from .presets import LOSS_DEFAULTS, PRESETS, Preset, image_folder_preset
 
 # Image folders are resized to 32x32 unless told otherwise: DCGAN-32 trains in minutes on a CPU,
@@ -287,6 +287,7 @@ def resolve_config(loss: str, preset: Preset | None, overrides: dict[str, Any]) 
         raise ValueError(f"unknown loss {loss!r}: choose one of {', '.join(LOSSES)}")
     cfg: dict[str, Any] = dict(LOSS_DEFAULTS[loss])
     cfg.setdefault("betas", (0.0, 0.9))
+    cfg.setdefault("lr_decay", "none")
     cfg.setdefault("clip", None)
     if preset is not None:
         cfg.update(steps=preset.steps, log_every=preset.log_every, eval_every=preset.eval_every)
@@ -313,6 +314,8 @@ def _check_settings(cfg: dict[str, Any]) -> None:
         bad(f"lr must be a positive finite number, got {cfg['lr']!r} (WGAN's paper uses 5e-5, WGAN-GP 1e-4)")
     if cfg.get("lr_g") is not None and not cfg["lr_g"] > 0:
         bad(f"lr_g must be positive, got {cfg['lr_g']!r}")
+    if cfg.get("lr_decay", "none") not in ("none", "linear"):
+        bad(f"lr_decay must be 'none' or 'linear', got {cfg['lr_decay']!r}")
     if not (isinstance(cfg["batch_size"], int) and cfg["batch_size"] >= 1):
         bad(f"batch_size must be a positive integer, got {cfg['batch_size']!r}")
     nc = cfg["n_critic"]
@@ -463,6 +466,7 @@ def train(
     n_critic: NCriticSchedule | None = None,
     lr: float | None = None,
     lr_g: float | None = None,
+    lr_decay: str | None = None,
     betas: tuple[float, float] | None = None,
     clip: float | None = None,
     lam: float | None = None,
@@ -499,6 +503,8 @@ def train(
         n_critic: critic updates per generator step: an int, a callable step -> int, or
             "wgan-original" (100 for the first 25 steps and every 500th, else 5).
         lr, lr_g, betas, clip, lam, batch_size: override the loss's paper defaults / the preset.
+        lr_decay: "none" or "linear" (both learning rates fall linearly to 0 at the last step, as
+            in WGAN-GP's CIFAR recipe; it sharpens the final samples).
         feature_matching: generator loss ||E f(x) - E f(G(z))||^2 on the critic's features.
         allow_batchnorm: accept BatchNorm in the critic with a gradient penalty (not advised).
         seed: seeds Python, NumPy and torch RNGs and the data stream: same seed, same run.
@@ -524,8 +530,8 @@ def train(
     first) training is data parallel with DistributedDataParallel: ``batch_size`` per rank, every
     rank's parameters identical, rank 0 writing the files; see :mod:`fastwgan.distributed`.
     """
-    from .data import as_data_source
-
+    args = dict(locals())  # every argument, passed on by name
+    del args["device"]
     t_setup = time.perf_counter()
     dev = _resolve_device(device)
     if not isinstance(seed, int):
@@ -538,10 +544,7 @@ def train(
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
     try:
-        return _train(generator, critic, data, loss, steps, batch_size, n_critic, lr, lr_g, betas, clip, lam,
-                      z_dim, feature_matching, allow_batchnorm, seed, dev, backend, out, log_every, eval_every,
-                      eval_samples, image_size, checkpoint_every, keep_checkpoints, resume, tensorboard, progress,
-                      plots, precision, handle_signals, info, t_setup)
+        return _train(**args, dev=dev, info=info, t_setup=t_setup)
     finally:
         if info.started_here:
             import torch.distributed as dist
@@ -575,10 +578,10 @@ def _check_resume_config(saved: dict[str, Any], now: dict[str, Any], path: Path)
         )
 
 
-def _train(generator, critic, data, loss, steps, batch_size, n_critic, lr, lr_g, betas, clip, lam, z_dim,
-           feature_matching, allow_batchnorm, seed, dev, backend, out, log_every, eval_every, eval_samples,
-           image_size, checkpoint_every, keep_checkpoints, resume, tensorboard, progress, plots, precision,
-           handle_signals, info: dist_.DistInfo, t_setup: float) -> TrainResult:
+def _train(*, generator, critic, data, loss, steps, batch_size, n_critic, lr, lr_g, lr_decay, betas, clip,
+           lam, z_dim, feature_matching, allow_batchnorm, seed, dev, backend, out, log_every, eval_every,
+           eval_samples, image_size, checkpoint_every, keep_checkpoints, resume, tensorboard, progress, plots,
+           precision, handle_signals, info: dist_.DistInfo, t_setup: float) -> TrainResult:
     from .data import as_data_source
 
     if image_size is None and isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
@@ -592,7 +595,7 @@ def _train(generator, critic, data, loss, steps, batch_size, n_critic, lr, lr_g,
     cfg = resolve_config(
         loss,
         preset,
-        dict(steps=steps, batch_size=batch_size, n_critic=n_critic, lr=lr, lr_g=lr_g, betas=betas,
+        dict(steps=steps, batch_size=batch_size, n_critic=n_critic, lr=lr, lr_g=lr_g, lr_decay=lr_decay, betas=betas,
              clip=clip, lam=lam, log_every=log_every, eval_every=eval_every),
     )
     cfg.setdefault("log_every", 100)
@@ -631,8 +634,12 @@ def _train(generator, critic, data, loss, steps, batch_size, n_critic, lr, lr_g,
         source.state_dict()  # a source that cannot be checkpointed says so now, not at the first save
     feed = dist_.ShardedSource(source, info) if info.enabled else source
 
+    layout = CriticLayout(critic, dev)  # channels_last / joined real+fake forward: see fastwgan.step
+    layout.prepare(critic)
     opt_d, opt_g = _make_optimizers(generator, critic, cfg, backend)
     amp = _Amp(precision, dev)
+    decay = cfg["lr_decay"] == "linear"
+    lr_d0, lr_g0 = opt_d.param_groups[0]["lr"], opt_g.param_groups[0]["lr"]
     n_critic_at = _n_critic_fn(cfg["n_critic"])
     gp = loss in ("wgan-gp", "wgan-lp") and cfg["lam"] > 0
     if gp:
@@ -736,13 +743,17 @@ def _train(generator, critic, data, loss, steps, batch_size, n_critic, lr, lr_g,
     metrics_file = open(run / "metrics.jsonl", "a") if run is not None and info.is_main else None
     t0 = time.perf_counter()
     train_seconds = 0.0
-    zero = torch.zeros((), device=dev)
     world = info.world
     all_params = list(generator.parameters()) + list(critic.parameters())
     stop = _SignalCatcher(handle_signals)
     stop.__enter__()
     try:
         for step in range(start, cfg["steps"]):
+            if decay:  # set from the step alone: nothing to checkpoint, resume stays exact
+                f = 1.0 - step / cfg["steps"]
+                for opt, base in ((opt_d, lr_d0), (opt_g, lr_g0)):
+                    for group in opt.param_groups:
+                        group["lr"] = base * f
             # ---- critic ----
             for p in critic.parameters():
                 p.requires_grad_(True)
@@ -758,12 +769,10 @@ def _train(generator, critic, data, loss, steps, batch_size, n_critic, lr, lr_g,
                 with amp.autocast():
                     with torch.no_grad():
                         fake = _call(generator, z, y).to(x.dtype)
-                    d_real = _call(D_train, x, y).reshape(-1).float()
-                    d_fake = _call(D_train, fake, y).reshape(-1).float()
-                    loss_d = critic_loss(loss, d_real, d_fake)
-                    pen = gradient_penalty(amp.penalty_critic(D_train), x, fake, lam=cfg["lam"],
-                                           one_sided=loss == "wgan-lp", labels=y, backend=backend,
-                                           alpha=alpha) if gp else zero
+                    loss_d, pen, d_real, d_fake = critic_objective(
+                        D_train, x, fake, y, layout, loss=loss, lam=cfg["lam"],
+                        penalty=gradient_penalty if gp else None, penalty_critic=amp.penalty_critic(D_train),
+                        alpha=alpha, backend=backend)
                 opt_d.zero_grad(set_to_none=True)
                 # one backward of L_D + P: DDP all-reduces each critic gradient once (distributed.py)
                 amp.step(amp.scaler_d, loss_d + pen, opt_d)
@@ -775,11 +784,12 @@ def _train(generator, critic, data, loss, steps, batch_size, n_critic, lr, lr_g,
             with amp.autocast():
                 fake = _call(G_train, z, y)  # the critic is called unwrapped: frozen, nothing to reduce
                 if feature_matching:
-                    f_real = critic.features(x, y) if y is not None else critic.features(x)
-                    f_fake = critic.features(fake, y) if y is not None else critic.features(fake)
+                    xl, fl = layout(x), layout(fake)
+                    f_real = critic.features(xl, y) if y is not None else critic.features(xl)
+                    f_fake = critic.features(fl, y) if y is not None else critic.features(fl)
                     loss_g = feature_matching_loss(f_real.float(), f_fake.float())
                 else:
-                    loss_g = generator_loss(loss, _call(critic, fake, y).reshape(-1).float())
+                    loss_g = generator_loss(loss, _call(critic, layout(fake), y).reshape(-1).float())
             opt_g.zero_grad(set_to_none=True)
             amp.step(amp.scaler_g, loss_g, opt_g)
 

@@ -241,18 +241,38 @@ def _kernel_backend(backend: str, t: Tensor) -> str:
     return backend
 
 
+def _channels_last(t: Tensor) -> bool:
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
+def _rows(t: Tensor) -> Tensor:
+    """(B, N) rows of the per-sample elements, without a copy for NCHW- or NHWC-contiguous t.
+
+    Every op here is per sample and independent of the element order inside a sample, so a
+    channels_last tensor is used through its NHWC view (contiguous) rather than copied to NCHW:
+    convolutional critics on the CPU run channels_last (fastwgan.step), and a copy would cost
+    8 B/elem on every call.
+    """
+    if _channels_last(t):
+        return t.permute(0, 2, 3, 1).reshape(t.shape[0], -1)
+    return t.reshape(t.shape[0], -1).contiguous()
+
+
 def interpolate(real: Tensor, fake: Tensor, alpha: Tensor, backend: str = "reference") -> Tensor:
     """x_hat = alpha[b] * real[b] + (1 - alpha[b]) * fake[b]; real/fake (B, ...), alpha (B,).
 
-    Differentiable w.r.t. all three inputs. ``backend`` is a resolved backend name.
+    Differentiable w.r.t. all three inputs. ``backend`` is a resolved backend name. The result
+    keeps the inputs' memory format when both are channels_last.
     """
     shape = real.shape
     B = shape[0]
     backend = _kernel_backend(backend, real)
-    out = _Interpolate.apply(
-        real.reshape(B, -1).contiguous(), fake.reshape(B, -1).contiguous(),
-        alpha.reshape(B).contiguous(), backend,
-    )
+    nhwc = _channels_last(real) and _channels_last(fake)
+    r, f = (_rows(real), _rows(fake)) if nhwc else (real.reshape(B, -1).contiguous(), fake.reshape(B, -1).contiguous())
+    out = _Interpolate.apply(r, f, alpha.reshape(B).contiguous(), backend)
+    if nhwc:
+        b, c, h, w = shape
+        return out.reshape(b, h, w, c).permute(0, 3, 1, 2)
     return out.reshape(shape)
 
 
@@ -265,5 +285,5 @@ def norm_penalty(
     """
     B = grad.shape[0]
     backend = _kernel_backend(backend, grad)
-    penalty, _ = _NormPenalty.apply(grad.reshape(B, -1).contiguous(), float(lam), one_sided, backend)
+    penalty, _ = _NormPenalty.apply(_rows(grad), float(lam), one_sided, backend)
     return penalty

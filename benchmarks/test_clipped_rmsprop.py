@@ -53,6 +53,8 @@ def _params(shapes, device="cpu"):
 
 
 def _record(benchmark, case: str, name: str, nbytes: int) -> None:
+    if getattr(benchmark, "disabled", False) or benchmark.stats is None:
+        return  # --benchmark-disable (CI's smoke run): ran once, nothing timed
     best = benchmark.stats.stats.min
     RESULTS[(case, name)] = best
     benchmark.extra_info["GB/s (best round)"] = round(nbytes / best / 1e9, 2)

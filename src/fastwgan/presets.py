@@ -38,13 +38,18 @@ class Preset:
     notes: str = ""
 
 
-def _toy_models(z_dim: int, n_classes: int) -> tuple[nn.Module, nn.Module]:
-    from .models import MLPCritic, MLPGenerator
+def _toy_models(width: int) -> Callable[[int, int], tuple[nn.Module, nn.Module]]:
+    """gan_toy's MLPs (3 hidden ReLU layers) at ``width`` (gan_toy: 512)."""
 
-    return (
-        MLPGenerator(z_dim=z_dim, out_dim=2, width=512, depth=3, n_classes=n_classes),
-        MLPCritic(in_dim=2, width=512, depth=3, n_classes=n_classes),
-    )
+    def build(z_dim: int, n_classes: int) -> tuple[nn.Module, nn.Module]:
+        from .models import MLPCritic, MLPGenerator
+
+        return (
+            MLPGenerator(z_dim=z_dim, out_dim=2, width=width, depth=3, n_classes=n_classes),
+            MLPCritic(in_dim=2, width=width, depth=3, n_classes=n_classes),
+        )
+
+    return build
 
 
 def _digits_models(z_dim: int, n_classes: int) -> tuple[nn.Module, nn.Module]:
@@ -56,6 +61,8 @@ def _digits_models(z_dim: int, n_classes: int) -> tuple[nn.Module, nn.Module]:
     )
 
 
+TOY_WIDTH = 256
+
 # gan_toy.py's toy settings: batch 256; WGAN-GP with Adam 1e-4, betas (0.5, 0.9), lambda 0.1.
 _TOY_PER_LOSS = {
     "wgan-gp": dict(betas=(0.5, 0.9), lam=0.1),
@@ -64,15 +71,15 @@ _TOY_PER_LOSS = {
 
 PRESETS: dict[str, Preset] = {
     "8gaussians": Preset(
-        models=_toy_models, z_dim=2, steps=2000, settings=dict(batch_size=256),
+        models=_toy_models(TOY_WIDTH), z_dim=2, steps=2000, settings=dict(batch_size=256),
         per_loss=_TOY_PER_LOSS, notes="gan_toy settings",
     ),
     "25gaussians": Preset(
-        models=_toy_models, z_dim=2, steps=4000, settings=dict(batch_size=256),
+        models=_toy_models(TOY_WIDTH), z_dim=2, steps=4000, settings=dict(batch_size=256),
         per_loss=_TOY_PER_LOSS, notes="gan_toy settings",
     ),
     "swissroll": Preset(
-        models=_toy_models, z_dim=2, steps=2000, settings=dict(batch_size=256),
+        models=_toy_models(TOY_WIDTH), z_dim=2, steps=2000, settings=dict(batch_size=256),
         per_loss=_TOY_PER_LOSS, notes="gan_toy settings",
     ),
     "digits": Preset(

@@ -268,10 +268,10 @@ def test_every_checkpoint_corrupted_is_an_error_not_a_silent_restart(tmp_path):
 
 def test_resume_with_other_settings_is_refused(tmp_path):
     kw = dict(steps=4, batch_size=8, n_critic=1, device="cpu", out=tmp_path, checkpoint_every=2,
-              progress=False, eval_samples=0, plots=False)
+              progress=False, eval_samples=0, plots=False, lr=1e-4)
     fastwgan.train(*_tiny(), "8gaussians", **kw)
     with pytest.raises(ValueError, match=r"other settings: lr=0\.001 \(checkpoint: 0\.0001\)"):
-        fastwgan.train(*_tiny(), "8gaussians", resume=True, lr=1e-3, **kw)
+        fastwgan.train(*_tiny(), "8gaussians", resume=True, **dict(kw, lr=1e-3))
     kw["steps"] = 6  # training longer is allowed
     r = fastwgan.train(*_tiny(), "8gaussians", resume=True, **kw)
     assert r.history[-1]["step"] == 6

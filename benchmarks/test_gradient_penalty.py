@@ -32,7 +32,7 @@ from fastwgan.models import DCGANCritic, MLPCritic
 from fastwgan.ops import activations as A
 from fastwgan.penalty import gradient_penalty
 from fastwgan.reference.gradient_penalty import gradient_penalty as textbook_penalty
-from fastwgan.step import CriticLayout, critic_objective
+from fastwgan.step import critic_objective
 
 from _bench import note, record
 
@@ -83,15 +83,12 @@ def make_steps(model: str):
         return step
 
     def make_fused(critic):
-        # exactly the trainer's critic update: fastwgan.step's layout (channels_last and one joined
-        # real+fake forward for conv critics on the CPU) + the fused penalty
-        layout = CriticLayout(critic, "cpu")
-        layout.prepare(critic)
+        # exactly the trainer's critic update: fastwgan.step.critic_objective + the fused penalty
         opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=betas)
 
         def step():
             opt.zero_grad(set_to_none=True)
-            loss, pen, _, _ = critic_objective(critic, real, fake, None, layout, lam=lam,
+            loss, pen, _, _ = critic_objective(critic, real, fake, None, lam=lam,
                                                penalty=gradient_penalty, alpha=alpha)
             (loss + pen).backward()
             opt.step()

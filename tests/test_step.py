@@ -1,75 +1,62 @@
-"""fastwgan.step: the critic objective's layout choices change speed, never what is computed.
+"""fastwgan.step: the trainer's critic objective equals the textbook one; the fused penalty ops
+read channels_last tensors in place.
 
 Tolerance rule (landscape.md, flash-attention's): against a float64 evaluation of the textbook
-computation (two NCHW forwards + ``autograd.grad(create_graph=True)`` penalty), our float32 result
-may be at most twice as far as the textbook's own float32 result, plus one float32 rounding of the
-largest value: channels_last and a joined batch only reorder float sums.
+computation (``autograd.grad(create_graph=True)`` penalty), our float32 result may be at most twice
+as far as the textbook's own float32 result, plus one float32 rounding of the largest value.
 """
 from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from fastwgan.models import DCGANCritic, MLPCritic
 from fastwgan.ops import gradient_penalty as O
 from fastwgan.penalty import gradient_penalty
 from fastwgan.reference.gradient_penalty import gradient_penalty as textbook_penalty
-from fastwgan.step import CriticLayout, critic_objective
+from fastwgan.step import critic_objective
 
 EPS32 = torch.finfo(torch.float32).eps
 
 
-def test_layout_decisions():
-    conv_ln = DCGANCritic(img_size=16, ndf=4, norm="layer")
-    conv_bn = DCGANCritic(img_size=16, ndf=4, norm="batch")
-    mlp = MLPCritic(in_dim=2, width=8)
-    lay = CriticLayout(conv_ln, "cpu")
-    assert lay.channels_last and lay.join
-    lay = CriticLayout(conv_bn, "cpu")
-    assert lay.channels_last and not lay.join  # BatchNorm: real and fake must not share statistics
-    lay = CriticLayout(mlp, "cpu")
-    assert not lay.channels_last and not lay.join
-    x = torch.randn(2, 3, 4, 4)
-    assert CriticLayout(conv_ln, "cpu")(x).is_contiguous(memory_format=torch.channels_last)
-    assert CriticLayout(mlp, "cpu")(x) is x
+def _objective_grads(critic, real, fake, alpha, lam, ours: bool):
+    import copy
 
-
-def _objective_grads(critic, real, fake, alpha, lam, layout=None):
-    critic.zero_grad(set_to_none=True)
-    if layout is None:  # textbook
+    critic = copy.deepcopy(critic)
+    if ours:
+        loss, pen, _, _ = critic_objective(critic, real, fake, None, lam=lam, penalty=gradient_penalty,
+                                           alpha=alpha, backend="cpp")
+    else:  # textbook
         loss = critic(fake).mean() - critic(real).mean()
         pen = textbook_penalty(critic, real, fake, lam=lam, alpha=alpha)
-    else:
-        loss, pen, _, _ = critic_objective(critic, real, fake, None, layout, lam=lam,
-                                           penalty=gradient_penalty, alpha=alpha, backend="cpp")
     (loss + pen).backward()
     return torch.cat([loss.detach().reshape(1), pen.detach().reshape(1)] +
                      [p.grad.detach().reshape(-1) for p in critic.parameters()]).double()
 
 
 @pytest.mark.parametrize("size", [8, 16])
-def test_channels_last_joined_objective_equals_textbook(size):
+def test_critic_objective_equals_textbook(size):
     torch.manual_seed(size)
     base = DCGANCritic(img_size=size, ndf=8, norm="layer")
     real, fake = torch.randn(5, 3, size, size), torch.randn(5, 3, size, size)
     alpha = torch.rand(5)
-    ref64 = _objective_grads(_copy(base).double(), real.double(), fake.double(), alpha.double(), 10.0)
-    plain = _objective_grads(_copy(base), real, fake, alpha, 10.0)
-    ours_critic = _copy(base)
-    layout = CriticLayout(ours_critic, "cpu")
-    assert layout.channels_last and layout.join
-    layout.prepare(ours_critic)
-    ours = _objective_grads(ours_critic, real, fake, alpha, 10.0, layout)
+    ref64 = _objective_grads(base.double(), real.double(), fake.double(), alpha.double(), 10.0, False)
+    base.float()
+    plain = _objective_grads(base, real, fake, alpha, 10.0, False)
+    ours = _objective_grads(base, real, fake, alpha, 10.0, True)
     err_plain = (plain - ref64).abs().max().item()
     err_ours = (ours - ref64).abs().max().item()
     assert err_ours <= 2 * err_plain + EPS32 * ref64.abs().max().item(), (err_ours, err_plain)
 
 
-def _copy(m: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(m)
+def test_critic_objective_without_penalty_is_the_plain_loss():
+    torch.manual_seed(0)
+    D = MLPCritic(in_dim=2, width=8)
+    real, fake = torch.randn(6, 2), torch.randn(6, 2)
+    loss, pen, d_real, d_fake = critic_objective(D, real, fake, None, loss="wgan")
+    assert pen.item() == 0.0
+    assert torch.equal(loss, D(fake).mean() - D(real).mean())
+    assert d_real.shape == (6,) and d_fake.shape == (6,)
 
 
 @pytest.mark.parametrize("backend", ["cpp", "triton", "reference"])

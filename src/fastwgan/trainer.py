@@ -42,7 +42,7 @@ from .losses import (
     generator_loss,
     wasserstein_estimate,
 )
-from .step import CriticLayout, critic_objective
+from .step import critic_objective
 from .presets import LOSS_DEFAULTS, PRESETS, Preset, image_folder_preset
 
 # Image folders are resized to 32x32 unless told otherwise: DCGAN-32 trains in minutes on a CPU,
@@ -653,8 +653,6 @@ def _train(*, generator, critic, data, loss, steps, batch_size, n_critic, lr, lr
         source.state_dict()  # a source that cannot be checkpointed says so now, not at the first save
     feed = dist_.ShardedSource(source, info) if info.enabled else source
 
-    layout = CriticLayout(critic, dev)  # channels_last / joined real+fake forward: see fastwgan.step
-    layout.prepare(critic)
     opt_d, opt_g = _make_optimizers(generator, critic, cfg, backend)
     amp = _Amp(precision, dev)
     decay = cfg["lr_decay"] == "linear"
@@ -789,7 +787,7 @@ def _train(*, generator, critic, data, loss, steps, batch_size, n_critic, lr, lr
                     with torch.no_grad():
                         fake = _call(generator, z, y).to(x.dtype)
                     loss_d, pen, d_real, d_fake = critic_objective(
-                        D_train, x, fake, y, layout, loss=loss, lam=cfg["lam"],
+                        D_train, x, fake, y, loss=loss, lam=cfg["lam"],
                         penalty=gradient_penalty if gp else None, penalty_critic=amp.penalty_critic(D_train),
                         alpha=alpha, backend=backend)
                 opt_d.zero_grad(set_to_none=True)
@@ -803,12 +801,11 @@ def _train(*, generator, critic, data, loss, steps, batch_size, n_critic, lr, lr
             with amp.autocast():
                 fake = _call(G_train, z, y)  # the critic is called unwrapped: frozen, nothing to reduce
                 if feature_matching:
-                    xl, fl = layout(x), layout(fake)
-                    f_real = critic.features(xl, y) if y is not None else critic.features(xl)
-                    f_fake = critic.features(fl, y) if y is not None else critic.features(fl)
+                    f_real = critic.features(x, y) if y is not None else critic.features(x)
+                    f_fake = critic.features(fake, y) if y is not None else critic.features(fake)
                     loss_g = feature_matching_loss(f_real.float(), f_fake.float())
                 else:
-                    loss_g = generator_loss(loss, _call(critic, layout(fake), y).reshape(-1).float())
+                    loss_g = generator_loss(loss, _call(critic, fake, y).reshape(-1).float())
             opt_g.zero_grad(set_to_none=True)
             amp.step(amp.scaler_g, loss_g, opt_g)
 

@@ -249,9 +249,8 @@ def _rows(t: Tensor) -> Tensor:
     """(B, N) rows of the per-sample elements, without a copy for NCHW- or NHWC-contiguous t.
 
     Every op here is per sample and independent of the element order inside a sample, so a
-    channels_last tensor is used through its NHWC view (contiguous) rather than copied to NCHW:
-    convolutional critics on the CPU run channels_last (fastwgan.step), and a copy would cost
-    8 B/elem on every call.
+    channels_last tensor (a user's channels_last critic) is used through its NHWC view, which is
+    contiguous, rather than copied to NCHW: a copy would cost 8 B/elem on every call.
     """
     if _channels_last(t):
         return t.permute(0, 2, 3, 1).reshape(t.shape[0], -1)

@@ -65,6 +65,16 @@ def _need_labels(model: nn.Module, y: Tensor | None, batch: int) -> Tensor:
     return y.long()
 
 
+def _generator_input(gen: nn.Module, z: Tensor, y: Tensor | None) -> Tensor:
+    """z as (B, z_dim), checked, with the label embedding appended for conditional generators."""
+    z = z.reshape(z.shape[0], -1)
+    if z.shape[1] != gen.z_dim:
+        raise ValueError(f"z has {z.shape[1]} features but this generator takes z_dim={gen.z_dim}; sample z of shape (B, {gen.z_dim}).")
+    if gen.embed is not None:
+        z = torch.cat([z, gen.embed(_need_labels(gen, y, z.shape[0]))], 1)
+    return z
+
+
 def _dcgan_init(m: nn.Module) -> None:
     """DCGAN: all weights ~ N(0, 0.02); norm scales ~ N(1, 0.02), biases 0 (pytorch/examples)."""
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
@@ -122,11 +132,7 @@ class MLPGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        z = z.reshape(z.shape[0], -1)
-        if z.shape[1] != self.z_dim:
-            raise ValueError(f"z has {z.shape[1]} features but this generator takes z_dim={self.z_dim}; sample z of shape (B, {self.z_dim}).")
-        if self.embed is not None:
-            z = torch.cat([z, self.embed(_need_labels(self, y, z.shape[0]))], 1)
+        z = _generator_input(self, z, y)
         out = self.net(z)
         if self.out_shape is not None:
             out = torch.tanh(out).reshape(out.shape[0], *self.out_shape)
@@ -201,11 +207,7 @@ class DCGANGenerator(nn.Module):
         self.apply(_dcgan_init)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        z = z.reshape(z.shape[0], -1)
-        if z.shape[1] != self.z_dim:
-            raise ValueError(f"z has {z.shape[1]} features but this generator takes z_dim={self.z_dim}; sample z of shape (B, {self.z_dim}).")
-        if self.embed is not None:
-            z = torch.cat([z, self.embed(_need_labels(self, y, z.shape[0]))], 1)
+        z = _generator_input(self, z, y)
         return self.net(z[:, :, None, None])
 
 

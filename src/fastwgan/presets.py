@@ -81,7 +81,7 @@ PRESETS: dict[str, Preset] = {
         per_loss=_TOY_PER_LOSS, log_every=100, eval_every=500, notes="measured, see above",
     ),
     "25gaussians": Preset(
-        models=_toy_models(TOY_WIDTH), z_dim=2, steps=5000, settings=_TOY,
+        models=_toy_models(TOY_WIDTH), z_dim=2, steps=10000, settings=_TOY,
         per_loss=_TOY_PER_LOSS, log_every=100, eval_every=500,
     ),
     "swissroll": Preset(

@@ -19,14 +19,12 @@ step, optionally a profile of both steps and the elementwise kernels against cop
 """
 from __future__ import annotations
 
-import copy
 import statistics
 import sys
 import time
 
 import pytest
 import torch
-from torch import nn
 
 from fastwgan.models import DCGANCritic, MLPCritic
 from fastwgan.ops import activations as A
@@ -50,23 +48,11 @@ MODELS = {
 }
 
 
-def textbook_copy(critic: nn.Module) -> nn.Module:
-    """The same critic with torch.nn activations (same weights)."""
-    c = copy.deepcopy(critic)
-    for m in list(c.modules()):
-        for name, child in list(m.named_children()):
-            if isinstance(child, A.ReLU):
-                setattr(m, name, nn.ReLU())
-            elif isinstance(child, A.LeakyReLU):
-                setattr(m, name, nn.LeakyReLU(child.negative_slope))
-    return c
-
-
 def make_steps(model: str):
     build, shape, lam, betas = MODELS[model]
     torch.manual_seed(0)
     fused_critic = build()
-    text_critic = textbook_copy(fused_critic)
+    text_critic = A.with_torch_activations(fused_critic)
     real, fake = torch.randn(shape), torch.randn(shape)
     alpha = torch.rand(shape[0])
 

@@ -12,7 +12,6 @@ Every backend (cpp, triton under TRITON_INTERPRET=1, reference) is held to it.
 """
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -71,14 +70,7 @@ def _truth_norms(model64, real, fake, alpha, labels):
 
 def _textbook(critic):
     """A copy of ``critic`` with torch.nn activations: the textbook (unpruned) critic."""
-    c = copy.deepcopy(critic)
-    for name, m in list(c.named_modules()):
-        for cn, child in list(m.named_children()):
-            if isinstance(child, A.ReLU):
-                setattr(m, cn, nn.ReLU())
-            elif isinstance(child, A.LeakyReLU):
-                setattr(m, cn, nn.LeakyReLU(child.negative_slope))
-    return c
+    return A.with_torch_activations(critic)
 
 
 def _grads(model):

@@ -172,7 +172,6 @@ def gradient_penalty_functional(
             "wrap the function in a module, or use gradient_penalty"
         )
     alpha = _check_inputs(real, fake, lam, alpha)
-    B = real.shape[0]
     x_hat = _ref.interpolate(real.detach(), fake.detach(), alpha)
     params = dict(critic.named_parameters())
     buffers = dict(critic.named_buffers())

@@ -37,7 +37,6 @@ from . import checkpoint as ckpt
 from . import distributed as dist_
 from .losses import (
     LOSSES,
-    WASSERSTEIN_LOSSES,
     feature_matching_loss,
     generator_loss,
     wasserstein_estimate,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ReLU", "LeakyReLU", "relu", "leaky_relu"]
+__all__ = ["ReLU", "LeakyReLU", "relu", "leaky_relu", "with_torch_activations"]
 
 
 def _apply_mask(g: Tensor, s: Tensor, slope: float, s_is_result: bool) -> Tensor:
@@ -180,3 +180,18 @@ class LeakyReLU(nn.Module):
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
+def with_torch_activations(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` (same weights) with these activations swapped for torch.nn's:
+    the textbook, unpruned model, for tests and benchmarks that compare against it."""
+    import copy
+
+    out = copy.deepcopy(module)
+    for m in list(out.modules()):
+        for name, child in list(m.named_children()):
+            if isinstance(child, ReLU):
+                setattr(m, name, nn.ReLU(child.inplace))
+            elif isinstance(child, LeakyReLU):
+                setattr(m, name, nn.LeakyReLU(child.negative_slope, child.inplace))
+    return out

@@ -282,7 +282,6 @@ def norm_penalty(
 
     Returns the scalar penalty; differentiable w.r.t. ``grad`` to any order.
     """
-    B = grad.shape[0]
     backend = _kernel_backend(backend, grad)
     penalty, _ = _NormPenalty.apply(_rows(grad), float(lam), one_sided, backend)
     return penalty

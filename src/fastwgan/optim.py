@@ -167,7 +167,16 @@ class ClippedRMSprop(torch.optim.Optimizer):
             self._step_group(group)
         return loss
 
-    def _step_group(self, group: dict[str, Any]) -> None:
+    @torch.no_grad()
+    def step_with_grads(self, grads: list[torch.Tensor]) -> None:
+        """``step()`` with the gradients given as a list (the parameters' order, one group)
+        instead of read from ``.grad``: the form the static training step uses under
+        ``torch.compile`` and in CUDA graphs, where the gradients come from ``torch.func.grad``."""
+        if len(self.param_groups) != 1 or len(grads) != len(self.param_groups[0]["params"]):
+            raise ValueError("step_with_grads needs one param group and one gradient per parameter")
+        self._step_group(self.param_groups[0], grads)
+
+    def _step_group(self, group: dict[str, Any], grads: list[torch.Tensor] | None = None) -> None:
         lr, clip = group["lr"], group["clip"]
         if isinstance(lr, torch.Tensor):
             lr = float(lr)
@@ -183,8 +192,8 @@ class ClippedRMSprop(torch.optim.Optimizer):
         centered, use_m = group["centered"], group["momentum"] > 0
         buckets: dict[tuple[torch.device, torch.dtype, str], list[list[torch.Tensor]]] = {}
         no_grad: list[torch.Tensor] = []
-        for p in group["params"]:
-            g = p.grad
+        for i, p in enumerate(group["params"]):
+            g = p.grad if grads is None else grads[i]
             if g is None:
                 no_grad.append(p)
                 continue

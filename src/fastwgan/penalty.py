@@ -40,7 +40,7 @@ from . import backend as _backend
 from .ops import gradient_penalty as _ops
 from .reference import gradient_penalty as _ref
 
-__all__ = ["gradient_penalty", "gradient_penalty_functional"]
+__all__ = ["gradient_penalty", "gradient_penalty_functional", "penalty_at"]
 
 
 def _check_inputs(real, fake, lam, alpha) -> Tensor:
@@ -173,16 +173,29 @@ def gradient_penalty_functional(
         )
     alpha = _check_inputs(real, fake, lam, alpha)
     x_hat = _ref.interpolate(real.detach(), fake.detach(), alpha)
-    params = dict(critic.named_parameters())
-    buffers = dict(critic.named_buffers())
+    state = {**dict(critic.named_parameters()), **dict(critic.named_buffers())}
+    return penalty_at(critic, state, x_hat, lam=lam, one_sided=one_sided, labels=labels)
+
+
+def penalty_at(critic: torch.nn.Module, state: dict[str, Tensor], x_hat: Tensor, *, lam: float,
+               one_sided: bool = False, labels: Tensor | None = None) -> Tensor:
+    """lam * mean_b (||grad_x D(x_hat; state)_b|| - 1)^2 with the critic's parameters and buffers
+    taken from ``state`` (a name -> tensor dict, as ``torch.func.functional_call`` takes it).
+
+    The building block of :func:`gradient_penalty_functional` and of the static training step
+    (:mod:`fastwgan.static_step`), which differentiates it once more with ``torch.func.grad`` over
+    ``state``: every derivative is a ``torch.func`` transform, so ``torch.compile(fullgraph=True)``
+    traces the whole thing. The score is summed in float32 (autocast may run the critic in bf16);
+    the input gradient then has x_hat's dtype.
+    """
     args_tail = () if labels is None else (labels,)
 
     def score_sum(x: Tensor) -> Tensor:
-        out = torch.func.functional_call(critic, (params, buffers), (x, *args_tail))
-        return out.sum()
+        out = torch.func.functional_call(critic, state, (x, *args_tail))
+        return out.float().sum()
 
     g = torch.func.grad(score_sum)(x_hat)
-    gap = _ref.safe_norm(g) - 1
+    gap = _ref.safe_norm(g.float()) - 1
     if one_sided:
         gap = gap.clamp(min=0)
     return lam * gap.square().mean()

@@ -74,6 +74,8 @@ class TrainResult:
     train_seconds: float = 0.0
     z_dim: int = 0
     evals: list[dict[str, float]] = field(default_factory=list)
+    compile_seconds: float = 0.0  # compiling / capturing the static step (not in train_seconds)
+    step_mode: str = "eager"  # "eager", "compiled", "cuda-graph", "compiled+cuda-graph"
 
     @torch.no_grad()
     def sample(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -507,6 +509,8 @@ def train(
     plots: bool = True,
     precision: str = "fp32",
     handle_signals: bool = True,
+    compile: bool | str = "auto",
+    cuda_graphs: bool | str = "auto",
 ) -> TrainResult:
     """Train ``generator`` against ``critic`` on ``data``; the modules are trained in place.
 
@@ -539,6 +543,16 @@ def train(
             for CUDA; it runs on the CPU too, slowly). Weights and optimizer state stay fp32.
         handle_signals: on SIGINT/SIGTERM finish the current step, checkpoint (with ``out``) and
             raise :class:`TrainingInterrupted` (exit status 128 + signal) saying how to resume.
+        compile: run each whole iteration (n_critic critic updates + the generator update) as one
+            static step under ``torch.compile(fullgraph=True)`` (:mod:`fastwgan.static_step`).
+            True / False, or "auto": on the CPU, compile runs of at least ``AUTO_COMPILE_MIN_STEPS``
+            steps in bf16, where it was measured to pay for its compile time (benchmarks/RESULTS.md).
+            Compile time is reported apart (``TrainResult.compile_seconds``) and cached by PyTorch.
+        cuda_graphs: capture the static step in a CUDA graph and replay it (CUDA only). "auto": on
+            when the device is CUDA. Where a run cannot use the static step (an n_critic schedule,
+            fp16, feature matching, DDP, or a model that fails to compile or capture) it continues in
+            the eager trainer after one warning naming the reason, when compile / cuda_graphs was
+            asked for explicitly.
 
     Non-finite losses or parameters stop training with a ``FloatingPointError`` naming the step and
     the last good checkpoint; they are checked at each log point and before each checkpoint
@@ -556,6 +570,7 @@ def train(
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     _check_precision(precision, dev)
     _check_run_settings(out, checkpoint_every, keep_checkpoints)
+    _check_static_settings(compile, cuda_graphs, dev)
     info = dist_.setup(dev)
     if info.enabled:
         dev = dist_.cuda_device_for_rank(dev)
@@ -568,6 +583,50 @@ def train(
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+# compile="auto" on the CPU compiles bf16 runs of at least this many generator steps. Measured on
+# the 2-core CPU (benchmarks/RESULTS.md, toy MLP width 256-512): compiling takes 40-60 s (less from
+# PyTorch's cache) and saves 20-25 ms per bf16 iteration, so it pays back after about 2000 steps;
+# in fp32 the step is bound by fp32 matrix products and compiling was not measured faster.
+AUTO_COMPILE_MIN_STEPS = 2000
+
+
+def _check_static_settings(compile, cuda_graphs, dev: torch.device) -> None:
+    for name, v in (("compile", compile), ("cuda_graphs", cuda_graphs)):
+        if v not in (True, False, "auto"):
+            raise ValueError(f"{name} must be True, False or 'auto', got {v!r}")
+    if cuda_graphs is True and dev.type != "cuda":
+        raise ValueError(f"cuda_graphs=True needs a CUDA device, but the run is on {dev}: pass "
+                         "cuda_graphs='auto' (or False), or device='cuda' on a machine with a GPU")
+
+
+def _build_static(compile, cuda_graphs, *, generator, critic, opt_d, opt_g, cfg, info, dev, source, z_dim,
+                  amp, remaining: int):
+    """The static step this run uses, or None (eager trainer); see ``train``'s compile argument."""
+    from .static_step import StaticStep, fallback_warning, static_unsupported
+
+    graphs = dev.type == "cuda" and cuda_graphs in (True, "auto")
+    comp = compile is True or (compile == "auto" and dev.type == "cpu" and cfg["precision"] == "bf16"
+                               and remaining >= AUTO_COMPILE_MIN_STEPS)
+    if not (graphs or comp):
+        return None
+    reason = static_unsupported(n_critic=cfg["n_critic"], precision=cfg["precision"],
+                                feature_matching=cfg["feature_matching"], distributed=info.enabled,
+                                loss=cfg["loss"], lr_decay=cfg["lr_decay"], optimizers=(opt_d, opt_g))
+    if reason is not None:
+        if compile is True or cuda_graphs is True:
+            fallback_warning(reason, _static_what(comp, graphs))
+        return None
+    x, y = source.sample_real(1)
+    return StaticStep(generator, critic, opt_d, opt_g, loss=cfg["loss"], lam=cfg["lam"], n_critic=cfg["n_critic"],
+                      batch_size=cfg["batch_size"], z_dim=z_dim, sample_shape=tuple(source.sample_shape),
+                      data_dtype=x.dtype, labelled=y is not None, device=dev, autocast_dtype=amp.dtype,
+                      compile=comp, cuda_graph=graphs)
+
+
+def _static_what(comp: bool, graphs: bool) -> str:
+    return " + ".join(w for w, on in (("torch.compile", comp), ("CUDA-graph capture", graphs)) if on)
 
 
 def _check_run_settings(out, checkpoint_every, keep_checkpoints) -> None:
@@ -599,7 +658,7 @@ def _check_resume_config(saved: dict[str, Any], now: dict[str, Any], path: Path)
 def _train(*, generator, critic, data, loss, steps, batch_size, n_critic, lr, lr_g, lr_decay, betas, clip,
            lam, z_dim, feature_matching, allow_batchnorm, seed, dev, backend, out, log_every, eval_every,
            eval_samples, image_size, checkpoint_every, keep_checkpoints, resume, tensorboard, progress, plots,
-           precision, handle_signals, info: dist_.DistInfo, t_setup: float) -> TrainResult:
+           precision, handle_signals, compile, cuda_graphs, info: dist_.DistInfo, t_setup: float) -> TrainResult:
     from .data import as_data_source
 
     if image_size is None and isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
@@ -699,6 +758,12 @@ def _train(*, generator, critic, data, loss, steps, batch_size, n_critic, lr, lr
     # DDP after loading: its construction broadcasts rank 0's parameters to every rank
     G_train = dist_.wrap(generator, info, dev)
     D_train = dist_.wrap(critic, info, dev)
+    with _IsolatedRNG(source):  # its probe of the data's dtype must not move the streams
+        static = _build_static(compile, cuda_graphs, generator=generator, critic=critic, opt_d=opt_d, opt_g=opt_g,
+                               cfg=cfg, info=info, dev=dev, source=source, z_dim=z_dim, amp=amp,
+                               remaining=cfg["steps"] - start)
+    compile_seconds = 0.0
+    step_mode = "eager" if static is None else static.mode
     writer = None
     if tensorboard and run is not None and info.is_main:
         from torch.utils.tensorboard import SummaryWriter
@@ -770,50 +835,57 @@ def _train(*, generator, critic, data, loss, steps, batch_size, n_critic, lr, lr
                 for opt, base in ((opt_d, lr_d0), (opt_g, lr_g0)):
                     for group in opt.param_groups:
                         group["lr"] = base * f
-            # ---- critic ----
-            for p in critic.parameters():
-                p.requires_grad_(True)
-            y = None
-            for _ in range(n_critic_at(step)):
-                x, y = feed.next_batch(bs)
-                x = x.to(dev, non_blocking=True)
-                y = y.to(dev, non_blocking=True) if y is not None else None
-                # noise and interpolation weights of the GLOBAL batch, this rank's slice: the ranks
-                # together draw exactly what one process with batch bs * world draws
-                z = dist_.shard(torch.randn(x.shape[0] * world, z_dim, device=dev), info)
-                alpha = dist_.shard(torch.rand(x.shape[0] * world, device=dev), info) if gp else None
+                if static is not None:
+                    static.set_lr(lr_d0 * f, lr_g0 * f)
+            vec = None
+            if static is not None:  # the whole iteration as one compiled / graph-replayed step
+                vec, static = _static_iteration(static, feed, source)
+                compile_seconds = max(compile_seconds, static.compile_seconds if static is not None else 0.0)
+                step_mode = "eager" if static is None else step_mode
+            if vec is None:
+                # ---- critic ----
+                for p in critic.parameters():
+                    p.requires_grad_(True)
+                y = None
+                for _ in range(n_critic_at(step)):
+                    x, y = feed.next_batch(bs)
+                    x = x.to(dev, non_blocking=True)
+                    y = y.to(dev, non_blocking=True) if y is not None else None
+                    # noise and interpolation weights of the GLOBAL batch, this rank's slice: the ranks
+                    # together draw exactly what one process with batch bs * world draws
+                    z = dist_.shard(torch.randn(x.shape[0] * world, z_dim, device=dev), info)
+                    alpha = dist_.shard(torch.rand(x.shape[0] * world, device=dev), info) if gp else None
+                    with amp.autocast():
+                        with torch.no_grad():
+                            fake = _call(generator, z, y).to(x.dtype)
+                        loss_d, pen, d_real, d_fake = critic_objective(
+                            D_train, x, fake, y, loss=loss, lam=cfg["lam"],
+                            penalty=gradient_penalty if gp else None, penalty_critic=amp.penalty_critic(D_train),
+                            alpha=alpha, backend=backend)
+                    opt_d.zero_grad(set_to_none=True)
+                    # one backward of L_D + P: DDP all-reduces each critic gradient once (distributed.py)
+                    amp.step(amp.scaler_d, loss_d + pen, opt_d)
+                w_est = wasserstein_estimate(d_real.detach(), d_fake.detach())
+                # ---- generator ---- (critic frozen: no grads accumulated for its parameters)
+                for p in critic.parameters():
+                    p.requires_grad_(False)
+                z = dist_.shard(torch.randn(bs * world, z_dim, device=dev), info)
                 with amp.autocast():
-                    with torch.no_grad():
-                        fake = _call(generator, z, y).to(x.dtype)
-                    loss_d, pen, d_real, d_fake = critic_objective(
-                        D_train, x, fake, y, loss=loss, lam=cfg["lam"],
-                        penalty=gradient_penalty if gp else None, penalty_critic=amp.penalty_critic(D_train),
-                        alpha=alpha, backend=backend)
-                opt_d.zero_grad(set_to_none=True)
-                # one backward of L_D + P: DDP all-reduces each critic gradient once (distributed.py)
-                amp.step(amp.scaler_d, loss_d + pen, opt_d)
-            w_est = wasserstein_estimate(d_real.detach(), d_fake.detach())
-            # ---- generator ---- (critic frozen: no grads accumulated for its parameters)
-            for p in critic.parameters():
-                p.requires_grad_(False)
-            z = dist_.shard(torch.randn(bs * world, z_dim, device=dev), info)
-            with amp.autocast():
-                fake = _call(G_train, z, y)  # the critic is called unwrapped: frozen, nothing to reduce
-                if feature_matching:
-                    f_real = critic.features(x, y) if y is not None else critic.features(x)
-                    f_fake = critic.features(fake, y) if y is not None else critic.features(fake)
-                    loss_g = feature_matching_loss(f_real.float(), f_fake.float())
-                else:
-                    loss_g = generator_loss(loss, _call(critic, fake, y).reshape(-1).float())
-            opt_g.zero_grad(set_to_none=True)
-            amp.step(amp.scaler_g, loss_g, opt_g)
-
+                    fake = _call(G_train, z, y)  # the critic is called unwrapped: frozen, nothing to reduce
+                    if feature_matching:
+                        f_real = critic.features(x, y) if y is not None else critic.features(x)
+                        f_fake = critic.features(fake, y) if y is not None else critic.features(fake)
+                        loss_g = feature_matching_loss(f_real.float(), f_fake.float())
+                    else:
+                        loss_g = generator_loss(loss, _call(critic, fake, y).reshape(-1).float())
+                opt_g.zero_grad(set_to_none=True)
+                amp.step(amp.scaler_g, loss_g, opt_g)
+                # device-side: the parameters' total norm is finite iff every parameter is (checked in
+                # flush(), with the losses, at the next log point or checkpoint: no per-step host sync)
+                pnorm = torch.nn.utils.get_total_norm(all_params)
+                vec = torch.stack([t.detach().float() for t in (w_est, loss_d, pen, loss_g, pnorm)])
             done = step + 1
-            # device-side: the parameters' total norm is finite iff every parameter is (checked in
-            # flush(), with the losses, at the next log point or checkpoint: no per-step host sync)
-            pnorm = torch.nn.utils.get_total_norm(all_params)
-            pending.append((done, torch.stack([t.detach().float() for t in (w_est, loss_d, pen, loss_g, pnorm)]),
-                            time.perf_counter() - t0 + train_seconds))
+            pending.append((done, vec, time.perf_counter() - t0 + train_seconds))
             if done % cfg["log_every"] == 0 or done == cfg["steps"]:
                 flush()
                 rec = history[-1]
@@ -840,7 +912,7 @@ def _train(*, generator, critic, data, loss, steps, batch_size, n_critic, lr, lr
                     last_ckpt = save(done)
                 raise _interrupted(stop.signum or signal.SIGTERM, done, cfg["steps"], last_ckpt if run else None,
                                    run, info)
-        train_seconds += time.perf_counter() - t0
+        train_seconds += time.perf_counter() - t0 - compile_seconds
     finally:
         stop.__exit__(None, None, None)
         bar.close()
@@ -860,6 +932,7 @@ def _train(*, generator, critic, data, loss, steps, batch_size, n_critic, lr, lr
         metrics_out["w_estimate"] = history[-1]["w_estimate"]
     result = TrainResult(generator=generator, critic=critic, history=history, metrics=metrics_out,
                          config=_jsonable(cfg), out=run, train_seconds=train_seconds, z_dim=z_dim,
+                         compile_seconds=compile_seconds, step_mode=step_mode,
                          evals=evals)
     if run is not None:
         save(cfg["steps"])
@@ -869,6 +942,31 @@ def _train(*, generator, critic, data, loss, steps, batch_size, n_critic, lr, lr
     if writer is not None:
         writer.close()
     return result
+
+
+def _static_iteration(static, feed, source):
+    """One iteration of the static step: (metrics vector, the step), or (None, None) when its first
+    call failed to compile or capture. Then the data and random streams are rewound to where they
+    were (the static step restored the models and optimizers itself), so the eager trainer redoes
+    this same iteration, and one warning names the reason."""
+    if static.ready:
+        static.stage(feed)
+        return static(), static
+    rng, data = _rng_state(), source.state_dict()
+    try:
+        static.stage(feed)
+        return static(), static
+    except Exception as e:  # noqa: BLE001 - any failure to trace/compile/capture means: run eagerly
+        from .static_step import fallback_warning
+
+        _set_rng_state(rng)
+        source.load_state_dict(data)
+        static.release()
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        fallback_warning(f"the model could not be {'compiled' if static.compile else 'captured'} "
+                         f"({type(e).__name__}: {first[:300]}); pass compile=False / cuda_graphs=False to "
+                         "skip the attempt", _static_what(static.compile, static.cuda_graph))
+        return None, None
 
 
 def _interrupted(signum: int, done: int, steps: int, path: Path | None, run: Path | None,
@@ -918,6 +1016,7 @@ def _write_outputs(result: TrainResult, source, setup_seconds: float, plots: boo
     run = result.out
     assert run is not None
     summary = dict(metrics=result.metrics, config=result.config, train_seconds=result.train_seconds,
+                   compile_seconds=result.compile_seconds, step_mode=result.step_mode,
                    setup_seconds=setup_seconds, steps=result.config["steps"],
                    torch=torch.__version__)
     tmp = run / "summary.json.tmp"

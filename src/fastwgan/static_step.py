@@ -97,9 +97,10 @@ class StaticStep:
         nc, B = n_critic, batch_size
         self.x = torch.zeros(nc, B, *sample_shape, dtype=data_dtype, device=device)
         self.y = torch.zeros(nc, B, dtype=torch.long, device=device) if labelled else None
-        self.z_d = torch.zeros(nc, B, z_dim, device=device)
+        z_dtype = next(generator.parameters()).dtype  # the generator's dtype (fp32 unless a test runs fp64)
+        self.z_d = torch.zeros(nc, B, z_dim, dtype=z_dtype, device=device)
         self.alpha = torch.zeros(nc, B, dtype=data_dtype, device=device) if self.gp else None
-        self.z_g = torch.zeros(B, z_dim, device=device)
+        self.z_g = torch.zeros(B, z_dim, dtype=z_dtype, device=device)
         self.lr_d = torch.tensor(float(opt_d.param_groups[0]["lr"]), device=device)
         self.lr_g = torch.tensor(float(opt_g.param_groups[0]["lr"]), device=device)
         self._init_optimizer_state(opt_d)

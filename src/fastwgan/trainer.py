@@ -594,7 +594,7 @@ AUTO_COMPILE_MIN_STEPS = 2000
 
 def _check_static_settings(compile, cuda_graphs, dev: torch.device) -> None:
     for name, v in (("compile", compile), ("cuda_graphs", cuda_graphs)):
-        if v not in (True, False, "auto"):
+        if not (isinstance(v, bool) or v == "auto"):
             raise ValueError(f"{name} must be True, False or 'auto', got {v!r}")
     if cuda_graphs is True and dev.type != "cuda":
         raise ValueError(f"cuda_graphs=True needs a CUDA device, but the run is on {dev}: pass "
@@ -824,6 +824,7 @@ def _train(*, generator, critic, data, loss, steps, batch_size, n_critic, lr, lr
     metrics_file = open(run / "metrics.jsonl", "a") if run is not None and info.is_main else None
     t0 = time.perf_counter()
     train_seconds = 0.0
+    side_seconds = 0.0  # evaluation and checkpoints inside the loop
     world = info.world
     all_params = list(generator.parameters()) + list(critic.parameters())
     stop = _SignalCatcher(handle_signals)
@@ -885,15 +886,18 @@ def _train(*, generator, critic, data, loss, steps, batch_size, n_critic, lr, lr
                 pnorm = torch.nn.utils.get_total_norm(all_params)
                 vec = torch.stack([t.detach().float() for t in (w_est, loss_d, pen, loss_g, pnorm)])
             done = step + 1
-            pending.append((done, vec, time.perf_counter() - t0 + train_seconds))
+            # training time so far: compiling, evaluating and checkpointing are not counted
+            pending.append((done, vec, time.perf_counter() - t0 + train_seconds - compile_seconds - side_seconds))
             if done % cfg["log_every"] == 0 or done == cfg["steps"]:
                 flush()
                 rec = history[-1]
                 ev = {}
                 if done % cfg["eval_every"] == 0 or done == cfg["steps"]:
+                    t_ev = time.perf_counter()
                     with _IsolatedRNG(source):
                         ev = evaluate(generator, source, z_dim, eval_samples, dev,
                                       repeats=FINAL_EVAL_REPEATS if done == cfg["steps"] else 1)
+                    side_seconds += time.perf_counter() - t_ev
                     evals.append(dict(step=done, **ev))
                     rec.update(ev)
                 if metrics_file is not None:
@@ -906,13 +910,15 @@ def _train(*, generator, critic, data, loss, steps, batch_size, n_critic, lr, lr
                 bar.set_postfix(W=f"{rec['w_estimate']:.4f}", **({"W1": f"{ev['w1']:.3f}"} if "w1" in ev else {}))
             bar.update(1)
             if run is not None and checkpoint_every and done % checkpoint_every == 0 and done < cfg["steps"]:
+                t_ck = time.perf_counter()
                 last_ckpt = save(done)
+                side_seconds += time.perf_counter() - t_ck
             if done < cfg["steps"] and dist_.any_rank(stop.signum is not None, info, dev):
                 if run is not None and (last_ckpt is None or last_ckpt.name != f"ckpt-{done:08d}.pt"):
                     last_ckpt = save(done)
                 raise _interrupted(stop.signum or signal.SIGTERM, done, cfg["steps"], last_ckpt if run else None,
                                    run, info)
-        train_seconds += time.perf_counter() - t0 - compile_seconds
+        train_seconds += time.perf_counter() - t0 - compile_seconds - side_seconds
     finally:
         stop.__exit__(None, None, None)
         bar.close()

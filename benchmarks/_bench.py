@@ -47,3 +47,20 @@ def note(group: str, name: str, text: str) -> None:
     """Extra text printed beside ``group``/``name`` in the session summary."""
     NOTES[(group, name)] = text
 
+
+
+def static_step(G, D, source, *, loss: str, batch: int, lam: float, lr: float, z_dim: int, precision: str):
+    """The trainer's compiled static step (what ``train(compile=True)`` runs) for these models, with
+    the trainer's optimizers for ``loss``; call ``stage(source)`` then ``()`` per iteration."""
+    from fastwgan.optim import ClippedRMSprop
+    from fastwgan.static_step import StaticStep
+
+    if loss == "wgan":
+        opt_d, opt_g = ClippedRMSprop(D.parameters(), lr=lr, clip=0.01), torch.optim.RMSprop(G.parameters(), lr=lr)
+    else:
+        opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.9))
+        opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.9))
+    return StaticStep(G, D, opt_d, opt_g, loss=loss, lam=lam, n_critic=5, batch_size=batch, z_dim=z_dim,
+                      sample_shape=tuple(source.sample_shape), data_dtype=torch.float32, labelled=False,
+                      device=torch.device("cpu"), autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
+                      compile=True)

@@ -4,6 +4,8 @@ and wall time to quality. Results go to benchmarks/RESULTS.md by hand, with the 
     # final W1 on 8gaussians at the preset's settings, one line per (loop, seed)
     python benchmarks/end_to_end.py quality --loop textbook --seeds 0 1 2
     python benchmarks/end_to_end.py quality --loop fastwgan --precision bf16 --compile --seeds 0 1 2
+    # generator iterations per second against batch size and width (gan_toy's MLPs, WGAN-GP)
+    python benchmarks/end_to_end.py scaling
     # wall time until 25gaussians shows all 25 modes (evaluated every 250 steps)
     python benchmarks/end_to_end.py ttq --loop textbook
     python benchmarks/end_to_end.py ttq --loop fastwgan --precision bf16 --compile
@@ -76,10 +78,54 @@ def _fastwgan(data: str, seed: int, steps: int, eval_every: int, precision: str,
                 compile_seconds=r.compile_seconds, final=evals[-1], evals=evals)
 
 
+def _scaling(iters: int = 5) -> None:
+    """it/s of the textbook loop, fastwgan.train eager (fp32, bf16) and the compiled static step
+    (bf16) on gan_toy's WGAN-GP (MLP, lambda 0.1, Adam 1e-4), after one warm-up iteration each
+    (which compiles); batch 64-1024 at width 512, width 128-1024 at batch 256."""
+    from fastwgan.models import MLPCritic, MLPGenerator
+    from fastwgan.ops.activations import with_torch_activations
+
+    from _bench import static_step
+
+    points = [(b, 512) for b in (64, 128, 256, 512, 1024)] + [(256, w) for w in (128, 256, 1024)]
+    print(f"{'batch':>6} {'width':>6} {'textbook':>9} {'eager fp32':>11} {'eager bf16':>11} {'compiled bf16':>14}"
+          f"  (generator it/s; speed-up vs textbook)")
+    for batch, width in points:
+        def models():
+            torch.manual_seed(0)
+            return MLPGenerator(z_dim=2, width=width), MLPCritic(in_dim=2, width=width)
+
+        source = as_data_source("8gaussians", batch_size=batch, seed=0)
+        G, D = (with_torch_activations(m) for m in models())
+        loop = TextbookLoop(G, D, lambda n: source.next_batch(n)[0], batch=batch, lam=0.1, lr=1e-4)
+        loop.run(1)
+        t = time.perf_counter()
+        loop.run(iters)
+        rates = [iters / (time.perf_counter() - t)]
+        for precision in ("fp32", "bf16"):
+            G, D = models()
+            r = fastwgan.train(G, D, "8gaussians", steps=iters + 1, batch_size=batch, lam=0.1, lr=1e-4,
+                               betas=(0.5, 0.9), lr_decay="none", log_every=1, eval_samples=0, progress=False,
+                               device="cpu", compile=False, precision=precision)
+            rates.append(iters / (r.history[-1]["time"] - r.history[0]["time"]))
+        G, D = models()
+        st = static_step(G, D, source, loss="wgan-gp", batch=batch, lam=0.1, lr=1e-4, z_dim=2, precision="bf16")
+        st.stage(source)
+        st()
+        t = time.perf_counter()
+        for _ in range(iters):
+            st.stage(source)
+            v = st()
+        v.sum().item()
+        rates.append(iters / (time.perf_counter() - t))
+        cells = "".join(f" {r:6.2f} ({r / rates[0]:.1f}x)" for r in rates[1:])
+        print(f"{batch:6d} {width:6d} {rates[0]:9.2f}{cells}  compile {st.compile_seconds:.0f} s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("quality", "ttq"))
-    ap.add_argument("--loop", choices=("textbook", "fastwgan"), required=True)
+    ap.add_argument("what", choices=("quality", "ttq", "scaling"))
+    ap.add_argument("--loop", choices=("textbook", "fastwgan"), default="fastwgan")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--steps", type=int, default=None, help="default: the preset's")
     ap.add_argument("--precision", default="fp32")
@@ -88,6 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.what == "scaling":
+        _scaling()
+        return
     data = "8gaussians" if a.what == "quality" else "25gaussians"
     steps = a.steps or PRESETS[data].steps
     every = 500 if a.what == "quality" else 250

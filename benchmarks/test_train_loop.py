@@ -1,10 +1,17 @@
-"""Whole training iterations: ``fastwgan.train`` vs gan_toy's textbook WGAN-GP loop, same run.
+"""Whole training iterations: fastwgan against the textbook PyTorch loop, same run, same CPU.
 
-The textbook loop is the one of Gulrajani et al.'s gan_toy.py (WGAN-GP on 8 gaussians): an MLP
-2-512-512-512 with ReLU for G and D, batch 256, Adam(1e-4, betas (0.5, 0.9)), lambda 0.1, 5 critic
-steps per generator step, penalty by ``autograd.grad(create_graph=True)`` with a per-sample alpha.
-Both draw their data from the same ``fastwgan.data.toy_sample`` so the comparison is of the
-training machinery only. Unit: one generator iteration (= 5 critic updates + 1 generator update).
+Unit: one generator iteration (= 5 critic updates + 1 generator update). Contenders per group:
+
+* textbook: gan_toy's loop (benchmarks/_textbook.py): ``autograd.grad(create_graph=True)``,
+  ``.backward()``, torch.optim, ``.item()`` every critic step;
+* ``fastwgan.train`` (eager): fused penalty kernels, pruned double backward, no per-step sync;
+* the static step (fastwgan.static_step, what ``train(compile=True)`` runs), compiled with
+  ``fullgraph=True``, staged and called exactly as the trainer does; compile time excluded (its
+  warm-up round compiles). fp32, and bf16 autocast (fp32 weights and optimizer state).
+
+Groups: WGAN-GP and WGAN (clipping, RMSprop) on gan_toy's MLPs (width 512, batch 256), and WGAN-GP
+on DCGAN-32 (LayerNorm critic, batch 64, lambda 10). Final quality at equal steps and the scaling
+with batch and width are measured by benchmarks/end_to_end.py (minutes per point).
 
     pytest benchmarks/test_train_loop.py --benchmark-only
 """
@@ -12,70 +19,93 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
 
 import fastwgan
-from fastwgan.data import toy_sample
+from fastwgan.data import as_data_source
+from fastwgan.models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator
+from fastwgan.ops.activations import with_torch_activations
 
-from _bench import record
+from _bench import record, static_step
+from _textbook import TextbookLoop
 
 ITERS = 10  # generator iterations per timed round
-BATCH, WIDTH, LAM = 256, 512, 0.1
+CASES = {
+    # group: (loss, batch, lam, lr, data, z_dim)
+    "wgan-gp toy MLP (gen it)": ("wgan-gp", 256, 0.1, 1e-4, "8gaussians", 2),
+    "wgan toy MLP (gen it)": ("wgan", 256, 0.0, 5e-5, "8gaussians", 2),
+    "wgan-gp DCGAN-32 (gen it)": ("wgan-gp", 64, 10.0, 1e-4, "images", 100),
+}
 
 
-def _mlp(i: int, o: int, width: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(i, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
-                         nn.Linear(width, width), nn.ReLU(), nn.Linear(width, o))
+def _images() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(512, 3, 32, 32, generator=g) * 2 - 1  # any images do: only speed is measured
 
 
-def textbook_wgan_gp(G: nn.Module, D: nn.Module, iters: int, batch: int = BATCH, lam: float = LAM,
-                     n_critic: int = 5) -> float:
-    """gan_toy.py's WGAN-GP loop, written the plain PyTorch way."""
-    opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.5, 0.9))
-    opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.9))
-    w = 0.0
-    for _ in range(iters):
-        for p in D.parameters():
-            p.requires_grad = True
-        for _ in range(n_critic):
-            real = toy_sample("8gaussians", batch)
-            with torch.no_grad():
-                fake = G(torch.randn(batch, 2))
-            D.zero_grad()
-            d_real, d_fake = D(real).mean(), D(fake).mean()
-            alpha = torch.rand(batch, 1).expand_as(real)
-            x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-            (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
-            gp = lam * ((grad.norm(2, dim=1) - 1) ** 2).mean()
-            (d_fake - d_real + gp).backward()
-            opt_d.step()
-            w = (d_real - d_fake).item()  # gan_toy reads its losses every iteration
-        for p in D.parameters():
-            p.requires_grad = False
-        G.zero_grad()
-        (-D(G(torch.randn(batch, 2))).mean()).backward()
-        opt_g.step()
-    return w
-
-
-@pytest.mark.benchmark(group="train-loop wgan-gp toy MLP")
-def test_textbook_wgan_gp_toy(benchmark):
+def _models(group: str):
     torch.manual_seed(0)
-    G, D = _mlp(2, 2, WIDTH), _mlp(2, 1, WIDTH)
-    benchmark.pedantic(textbook_wgan_gp, args=(G, D, ITERS), rounds=3, warmup_rounds=1)
-    record(benchmark, "wgan-gp toy MLP (gen it)", "textbook loop", units=ITERS, baseline=True)
+    if "DCGAN" in group:
+        return DCGANGenerator(z_dim=100, img_size=32, channels=3), DCGANCritic(img_size=32, channels=3, norm="layer")
+    return MLPGenerator(z_dim=2, width=512), MLPCritic(in_dim=2, width=512)
 
 
-@pytest.mark.benchmark(group="train-loop wgan-gp toy MLP")
-def test_fastwgan_train_wgan_gp_toy(benchmark):
-    from fastwgan.models import MLPCritic, MLPGenerator
+def _data(group: str):
+    return _images() if "DCGAN" in group else "8gaussians"
 
-    torch.manual_seed(0)
-    G, D = MLPGenerator(z_dim=2, width=WIDTH), MLPCritic(in_dim=2, width=WIDTH)
+
+@pytest.mark.parametrize("group", list(CASES))
+def test_textbook_loop(benchmark, group):
+    loss, batch, lam, lr, _, z_dim = CASES[group]
+    G, D = (with_torch_activations(m) for m in _models(group))
+    source = as_data_source(_data(group), batch_size=batch, seed=0)
+    loop = TextbookLoop(G, D, lambda n: source.next_batch(n)[0], z_dim=z_dim, batch=batch, lam=lam, lr=lr,
+                        clip=0.01 if loss == "wgan" else None)
+    benchmark.pedantic(loop.run, args=(ITERS,), rounds=3, warmup_rounds=1)
+    record(benchmark, group, "textbook loop", units=ITERS, baseline=True)
+
+
+@pytest.mark.parametrize("group", list(CASES))
+def test_fastwgan_train_eager(benchmark, group):
+    loss, batch, lam, lr, _, _ = CASES[group]
+    G, D = _models(group)
 
     def run():
-        return fastwgan.train(G, D, "8gaussians", loss="wgan-gp", steps=ITERS, batch_size=BATCH,
-                              lam=LAM, progress=False, eval_samples=0, device="cpu")
+        return fastwgan.train(G, D, _data(group), loss=loss, steps=ITERS, batch_size=batch, lam=lam or None,
+                              lr=lr, progress=False, eval_samples=0, device="cpu", compile=False)
 
     benchmark.pedantic(run, rounds=3, warmup_rounds=1)
-    record(benchmark, "wgan-gp toy MLP (gen it)", "fastwgan.train", units=ITERS)
+    record(benchmark, group, "fastwgan.train eager", units=ITERS)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("group", list(CASES))
+def test_fastwgan_static_step_compiled(benchmark, group, precision):
+    """The trainer's compiled step, staged from the data stream and called per iteration."""
+    loss, batch, lam, lr, _, z_dim = CASES[group]
+    G, D = _models(group)
+    source = as_data_source(_data(group), batch_size=batch, seed=0)
+    st = static_step(G, D, source, loss=loss, batch=batch, lam=lam, lr=lr, z_dim=z_dim, precision=precision)
+
+    def run():
+        out = []
+        for _ in range(ITERS):
+            st.stage(source)
+            out.append(st())
+        return torch.stack(out).sum().item()  # one host read per round, as at a log point
+
+    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    record(benchmark, group, f"static step compiled {precision}", units=ITERS)
+    benchmark.extra_info["compile_seconds"] = st.compile_seconds
+
+
+@pytest.mark.parametrize("group", ["wgan-gp toy MLP (gen it)"])
+def test_fastwgan_train_eager_bf16(benchmark, group):
+    loss, batch, lam, lr, _, _ = CASES[group]
+    G, D = _models(group)
+
+    def run():
+        return fastwgan.train(G, D, _data(group), loss=loss, steps=ITERS, batch_size=batch, lam=lam, lr=lr,
+                              progress=False, eval_samples=0, device="cpu", compile=False, precision="bf16")
+
+    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    record(benchmark, group, "fastwgan.train eager bf16", units=ITERS)

@@ -40,3 +40,20 @@ def test_a_short_run_writes_every_output(tmp_path, capsys):
     for f in ("samples.png", "learning_curve.png", "metrics.jsonl", "summary.json"):
         assert (out / f).exists(), f
     assert json.loads((out / "summary.json").read_text())["config"]["batch_size"] == 32
+
+
+@pytest.mark.parametrize("flag, value", [("on", True), ("off", False), ("auto", "auto")])
+def test_compile_and_cuda_graph_flags_reach_train(monkeypatch, tmp_path, flag, value):
+    import fastwgan.trainer as trainer
+
+    seen = {}
+
+    def fake_train(*a, **kw):
+        seen.update(kw)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    code = main(["train", "--data", "8gaussians", "--compile", flag, "--cuda-graphs", flag,
+                 "--out", str(tmp_path / "x"), "--no-progress"])
+    assert code == 2
+    assert seen["compile"] == value and seen["cuda_graphs"] == value

@@ -84,14 +84,25 @@ def make_steps(model: str):
     return make_textbook(text_critic), make_fused(fused_critic)
 
 
+def _bf16(step):
+    """The same step with its forwards autocast to bfloat16 (fp32 weights, Adam state and penalty
+    norm): PyTorch's AMP recipe, as ``train(precision="bf16")`` runs it."""
+    def run():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            step()
+    return run
+
+
 ROUNDS = {"mlp": 20, "dcgan32": 5, "dcgan64": 3, "dcgan32-nonorm": 5}
 
 
-@pytest.mark.parametrize("impl", ["textbook", "fused"])
+@pytest.mark.parametrize("impl", ["textbook", "fused", "textbook bf16", "fused bf16"])
 @pytest.mark.parametrize("model", list(MODELS))
 def test_critic_step(benchmark, model, impl):
     textbook, fused = make_steps(model)
-    fn = fused if impl == "fused" else textbook
+    fn = fused if impl.startswith("fused") else textbook
+    if impl.endswith("bf16"):
+        fn = _bf16(fn)
     benchmark.group = f"gradient_penalty critic step: {model}"
     benchmark.pedantic(fn, rounds=ROUNDS[model], iterations=1, warmup_rounds=2)
     group = f"critic step {model}"

@@ -184,6 +184,10 @@ def test_compiled_run_resumes_exactly(tmp_path):
     full = _train(compile=True, lr_decay="none", steps=8, out=tmp_path / "a", plots=False)
     _train(compile=True, lr_decay="none", steps=6, out=tmp_path / "b", plots=False)
     resumed = _train(compile=True, lr_decay="none", steps=8, out=tmp_path / "b", resume=True, plots=False)
+    import json
+
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["step_mode"] == "compiled" and summary["compile_seconds"] > 0
     for p, q in zip(full.generator.parameters(), resumed.generator.parameters()):
         assert torch.equal(p, q)
     for p, q in zip(full.critic.parameters(), resumed.critic.parameters()):

@@ -549,10 +549,11 @@ def train(
             steps in bf16, where it was measured to pay for its compile time (benchmarks/RESULTS.md).
             Compile time is reported apart (``TrainResult.compile_seconds``) and cached by PyTorch.
         cuda_graphs: capture the static step in a CUDA graph and replay it (CUDA only). "auto": on
-            when the device is CUDA. Where a run cannot use the static step (an n_critic schedule,
-            fp16, feature matching, DDP, or a model that fails to compile or capture) it continues in
-            the eager trainer after one warning naming the reason, when compile / cuda_graphs was
-            asked for explicitly.
+            when the device is CUDA. Settings the static step does not cover (an n_critic schedule,
+            fp16, feature matching, DDP, WGAN with lr_decay) run in the eager trainer, with one
+            warning naming the reason when compile / cuda_graphs was True (silently under "auto").
+            A model that fails to compile or capture always gets that one warning; the attempt is
+            rewound, so the run then equals the eager run.
 
     Non-finite losses or parameters stop training with a ``FloatingPointError`` naming the step and
     the last good checkpoint; they are checked at each log point and before each checkpoint

@@ -275,3 +275,19 @@ def test_cuda_graph_replay_matches_eager_cuda(compile):
     for a, b in zip(g.history, e.history):
         for k in ("w_estimate", "loss_d", "penalty", "loss_g", "param_norm"):
             assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-5), (a["step"], k)
+
+
+def test_many_compiled_runs_in_one_process_do_not_share_a_recompile_limit():
+    """Each StaticStep compiles its own copy of the step, so a sweep of train(compile=True) calls
+    in one process never exhausts dynamo's recompile limit (8 by default; 2 here to keep it short):
+    with one shared code object the third run would fail with "recompile limit exceeded"."""
+    import torch._dynamo
+
+    with torch._dynamo.config.patch(recompile_limit=2), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback would warn
+        for seed in range(3):
+            torch.manual_seed(seed)
+            G, D = MLPGenerator(z_dim=2, width=8), MLPCritic(in_dim=2, width=8)
+            r = fastwgan.train(G, D, "8gaussians", steps=1, batch_size=8, progress=False, eval_samples=0,
+                               device="cpu", compile=True)
+            assert r.step_mode == "compiled"

@@ -30,6 +30,7 @@ double backward is an eager-mode saving; inductor plans its own graph.
 from __future__ import annotations
 
 import time
+import types
 import warnings
 from typing import Any, Callable
 
@@ -173,7 +174,7 @@ class StaticStep:
         saved = [t.detach().clone() for t in self._state_tensors()]
         try:
             if self.compile:
-                self._fn = torch.compile(self.run, fullgraph=True)
+                self._fn = torch.compile(self._own_run(), fullgraph=True)
             if self.cuda_graph:
                 self._capture(saved)
             elif self.compile:
@@ -185,6 +186,17 @@ class StaticStep:
             raise
         self._ready = True
         self.compile_seconds = time.perf_counter() - t0
+
+    def _own_run(self) -> Callable[[], Tensor]:
+        """``self.run`` on a private copy of its code object. Dynamo caches compiled graphs per
+        code object and guards them on ``self``, so every StaticStep sharing ``StaticStep.run``
+        would count against one recompile limit (8): the ninth ``train(compile=True)`` in a process
+        (a sweep, a test session) would fail with "recompile limit exceeded". A copy per instance
+        gives each its own cache entry, freed with the instance."""
+        fn = StaticStep.run
+        code = fn.__code__.replace()  # an equal, distinct code object
+        own = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+        return types.MethodType(own, self)
 
     def _capture(self, saved: list[Tensor]) -> None:
         """CUDA graph of one iteration: warm-up on a side stream (lazy inits, compilation, cuBLAS

@@ -280,7 +280,8 @@ def test_cuda_graph_replay_matches_eager_cuda(compile):
 def test_many_compiled_runs_in_one_process_do_not_share_a_recompile_limit():
     """Each StaticStep compiles its own copy of the step, so a sweep of train(compile=True) calls
     in one process never exhausts dynamo's recompile limit (8 by default; 2 here to keep it short):
-    with one shared code object the third run would fail with "recompile limit exceeded"."""
+    with one shared code object the third run would fail with "recompile limit exceeded". The
+    sweep changes a float setting each time, as sweeps do."""
     import torch._dynamo
 
     with torch._dynamo.config.patch(recompile_limit=2), warnings.catch_warnings():
@@ -288,6 +289,8 @@ def test_many_compiled_runs_in_one_process_do_not_share_a_recompile_limit():
         for seed in range(3):
             torch.manual_seed(seed)
             G, D = MLPGenerator(z_dim=2, width=8), MLPCritic(in_dim=2, width=8)
-            r = fastwgan.train(G, D, "8gaussians", steps=1, batch_size=8, progress=False, eval_samples=0,
-                               device="cpu", compile=True)
+            # WGAN with another clip bound each run: dynamo would turn a float that changed between
+            # compiles into a symbol, which the clipped-RMSprop op cannot take (dynamic=False)
+            r = fastwgan.train(G, D, "8gaussians", loss="wgan", clip=0.01 * (seed + 1), steps=1, batch_size=8,
+                               progress=False, eval_samples=0, device="cpu", compile=True)
             assert r.step_mode == "compiled"

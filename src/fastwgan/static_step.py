@@ -174,7 +174,9 @@ class StaticStep:
         saved = [t.detach().clone() for t in self._state_tensors()]
         try:
             if self.compile:
-                self._fn = torch.compile(self._own_run(), fullgraph=True)
+                # dynamic=False: a static step; without it dynamo turns a float that differed between
+                # two compiled runs (clip, lam) into a symbol, which ClippedRMSprop cannot take
+                self._fn = torch.compile(self._own_run(), fullgraph=True, dynamic=False)
             if self.cuda_graph:
                 self._capture(saved)
             elif self.compile:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import fastwgan  # noqa: E402
 from fastwgan.data import as_data_source  # noqa: E402
+from fastwgan.ops.activations import with_torch_activations  # noqa: E402
 from fastwgan.presets import PRESETS  # noqa: E402
 from fastwgan.trainer import FINAL_EVAL_REPEATS, _IsolatedRNG, evaluate  # noqa: E402
 
@@ -43,7 +44,7 @@ def _textbook(data: str, seed: int, steps: int, eval_every: int, stop_at_all_mod
     torch.manual_seed(seed)
     source = as_data_source(data, batch_size=SETTINGS["batch"], seed=seed)
     G, D = PRESETS[data].models(2, 0)
-    G, D = _torch_activations(G), _torch_activations(D)  # the textbook models: torch.nn's activations
+    G, D = with_torch_activations(G), with_torch_activations(D)  # the textbook models: torch.nn's activations
     loop = TextbookLoop(G, D, lambda n: source.next_batch(n)[0], total_steps=steps, **SETTINGS)
     t_train, evals = 0.0, []
     while loop.step < steps:
@@ -58,12 +59,6 @@ def _textbook(data: str, seed: int, steps: int, eval_every: int, stop_at_all_mod
         if stop_at_all_modes and ev.get("modes_covered") == ev.get("n_modes"):
             break
     return dict(loop="textbook", seed=seed, steps=loop.step, train_seconds=t_train, final=evals[-1], evals=evals)
-
-
-def _torch_activations(m):
-    from fastwgan.ops.activations import with_torch_activations
-
-    return with_torch_activations(m)
 
 
 def _fastwgan(data: str, seed: int, steps: int, eval_every: int, precision: str, compile: bool) -> dict:
@@ -83,7 +78,6 @@ def _scaling(iters: int = 5) -> None:
     (bf16) on gan_toy's WGAN-GP (MLP, lambda 0.1, Adam 1e-4), after one warm-up iteration each
     (which compiles); batch 64-1024 at width 512, width 128-1024 at batch 256."""
     from fastwgan.models import MLPCritic, MLPGenerator
-    from fastwgan.ops.activations import with_torch_activations
 
     from _bench import static_step
 

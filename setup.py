@@ -6,8 +6,13 @@ Each ``csrc/<op>.cpp`` becomes ``fastwgan._C_<op>``: one op = one module, the sa
 vector path at compile time from the compiler's own flags.
 Set FASTWGAN_NO_EXT=1 to skip the build (the package then JIT-builds on first use, or falls back
 to the reference backend).
+
+The torch version the kernels are built against goes to ``fastwgan/_build_info.json`` (shipped in
+the wheel): their C++ ABI is that torch's, so when torch changes later ``fastwgan.backend`` sees
+the mismatch, warns once naming the rebuild, and uses the JIT build or the reference backend.
 """
 import glob
+import json
 import os
 
 from setuptools import setup
@@ -15,7 +20,18 @@ from setuptools import setup
 ext_modules = []
 cmdclass = {}
 if os.environ.get("FASTWGAN_NO_EXT") != "1":
+    import torch
     from torch.utils.cpp_extension import BuildExtension, CppExtension
+
+    class BuildWithInfo(BuildExtension.with_options(use_ninja=True)):
+        """build_ext that also records, beside the built kernels, which torch they fit."""
+
+        def run(self) -> None:
+            super().run()
+            folder = os.path.dirname(self.get_ext_fullpath("fastwgan._C_info"))  # in place or build/lib
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "_build_info.json"), "w") as f:
+                json.dump({"torch": torch.__version__}, f)
 
     here = os.path.dirname(os.path.abspath(__file__))
     for src in sorted(glob.glob(os.path.join(here, "csrc", "*.cpp"))):
@@ -29,6 +45,6 @@ if os.environ.get("FASTWGAN_NO_EXT") != "1":
                 extra_link_args=["-fopenmp"],
             )
         )
-    cmdclass = {"build_ext": BuildExtension.with_options(use_ninja=True)}
+    cmdclass = {"build_ext": BuildWithInfo}
 
 setup(ext_modules=ext_modules, cmdclass=cmdclass)

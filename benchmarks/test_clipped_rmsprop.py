@@ -13,7 +13,9 @@ Cases: (a) the DCGAN-64 critic's 11 parameter tensors (pytorch/examples discrimi
 
 GB/s counts the bytes the update must move at the least: 20 per element for every optimizer
 (read p, g, v; write p, v), 8 for the copy (read src, write dst). A summary with the ratios is
-printed at the end of the module (terminal reporter, shown also without -s).
+printed at the end of the module (terminal reporter, shown also without -s); every measurement
+is appended to benchmarks/results/clipped_rmsprop.jsonl (benchmarks/_bench.py) for
+benchmarks/report.py.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ import pytest
 import torch
 
 from fastwgan.optim import ClippedRMSprop
+
+from _bench import record
 
 LR, CLIP = 5e-5, 0.01
 BYTES_PER_ELEM_STEP = 20  # read p, g, v; write p, v (fp32)
@@ -58,6 +62,10 @@ def _record(benchmark, case: str, name: str, nbytes: int) -> None:
     best = benchmark.stats.stats.min
     RESULTS[(case, name)] = best
     benchmark.extra_info["GB/s (best round)"] = round(nbytes / best / 1e9, 2)
+    cfg = CASES[case]
+    record(benchmark, f"clipped_rmsprop {case}", name, baseline=name.startswith("foreach_clamp"),
+           shapes=f"{len(cfg['shapes'])} tensors, {_numel(cfg['shapes']):,} fp32 elements", unit="optimizer step",
+           warmup=cfg["warmup"], bytes_moved=nbytes)
 
 
 def _run(benchmark, case: str, name: str, fn, nbytes: int, sync=None) -> None:

@@ -12,7 +12,7 @@ from fastwgan import checkpoint as ckpt
 from fastwgan.models import MLPCritic, MLPGenerator
 from fastwgan.penalty import gradient_penalty
 from fastwgan.reference import gradient_penalty as ref
-from fastwgan.trainer import _Amp, _ScaledCritic
+from fastwgan.training.precision import Amp, ScaledCritic
 
 U_BF16 = 2.0**-8  # unit roundoff of bfloat16 (8 significand bits)
 U_FP16 = 2.0**-11
@@ -33,7 +33,7 @@ def test_bf16_training_runs_under_autocast_with_fp32_weights(loss):
                        precision="bf16", progress=False, eval_samples=0)
     assert torch.bfloat16 in seen  # the critic really ran in bf16
     assert all(p.dtype == torch.float32 for p in list(G.parameters()) + list(D.parameters()))  # fp32 masters
-    assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters(), strict=True))
     for h in r.history:
         assert all(torch.isfinite(torch.tensor(h[k])) for k in ("loss_d", "loss_g", "penalty", "param_norm"))
     assert r.config["precision"] == "bf16"
@@ -86,7 +86,7 @@ def test_scaled_critic_recovers_the_input_gradient_that_fp16_underflows():
     scale = torch.tensor(2.0**15)
     with torch.autocast("cpu", dtype=torch.float16):
         (g_plain,) = torch.autograd.grad(D(x).float().sum(), x)
-        (g_scaled,) = torch.autograd.grad(_ScaledCritic(D, scale)(x).sum(), x)
+        (g_scaled,) = torch.autograd.grad(ScaledCritic(D, scale)(x).sum(), x)
     assert g_scaled.dtype == torch.float32
 
     def rel(g):
@@ -109,7 +109,7 @@ def test_fp16_penalty_with_scaler_matches_fp32():
     torch.manual_seed(3)
     D = MLPCritic(width=64)
     real, fake, alpha = torch.randn(33, 2), torch.randn(33, 2), torch.rand(33)
-    amp = _Amp("fp16", torch.device("cpu"))
+    amp = Amp("fp16", torch.device("cpu"))
     amp.scaler_d = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     with torch.autocast("cpu", dtype=torch.float16):
         p16 = gradient_penalty(amp.penalty_critic(D), real, fake, lam=10.0, alpha=alpha)
@@ -127,7 +127,7 @@ def test_fp16_training_with_grad_scaler_backs_off_and_checkpoints_the_scaler(tmp
     r = fastwgan.train(G, D, "8gaussians", steps=3, batch_size=16, n_critic=2, device="cpu", precision="fp16",
                        progress=False, eval_samples=0, out=tmp_path, plots=False)
     assert all(torch.isfinite(p).all() for p in list(G.parameters()) + list(D.parameters()))
-    assert any(not torch.equal(a, b) for a, b in zip(d0, D.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, D.parameters(), strict=True))
     s = ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path / "checkpoints", 3))
     assert s["scaler_d"]["scale"] < 2.0**16  # backed off at least once
     assert r.config["precision"] == "fp16"

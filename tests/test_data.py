@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fastwgan.data import (
     BUILTIN_DATASETS,
+    DEFAULT_IMAGE_SIZE,
     TOY_DATASETS,
     DataSource,
     as_data_source,
@@ -24,7 +25,7 @@ from fastwgan.data import (
 
 def test_names():
     assert TOY_DATASETS == ("8gaussians", "25gaussians", "swissroll")
-    assert BUILTIN_DATASETS == TOY_DATASETS + ("digits",)
+    assert BUILTIN_DATASETS == TOY_DATASETS + ("digits", "mnist", "stacked-mnist")
 
 
 def test_toy_centers_match_gan_toy_constants():
@@ -295,14 +296,28 @@ def test_iterables_and_sampler():
 
     def sampler(n):
         calls.append(n)
-        return torch.randn(n, 3), torch.randint(0, 4, (n,))
+        return torch.randn(n, 3), torch.arange(n) % 4
 
     s = as_data_source(sampler, batch_size=16, seed=0)
-    assert s.sample_shape == (3,) and s.n_classes <= 4 and calls == [16]
+    assert s.sample_shape == (3,) and s.n_classes == 4 and calls == [16]
     xb, yb = s.next_batch(9)
     assert xb.shape == (9, 3) and yb.shape == (9,) and yb.dtype == torch.int64 and calls[-1] == 9
     with pytest.raises(ValueError, match="must return 5 samples"):
         as_data_source(lambda n: torch.randn(3, 2), batch_size=4, seed=0).next_batch(5)
+    # later batches keep the first one's layout: labels always or never, and below n_classes
+    flip = iter([True, False])
+
+    def labels_once(n):
+        return (torch.randn(n, 2), torch.zeros(n, dtype=torch.long)) if next(flip) else torch.randn(n, 2)
+
+    s = as_data_source(labels_once, batch_size=4, seed=0)
+    with pytest.raises(ValueError, match="lacks labels.*every time"):
+        s.next_batch(4)
+    hi = iter([1, 3])
+    s = as_data_source(lambda n: (torch.randn(n, 2), torch.full((n,), next(hi))), batch_size=4, seed=0)
+    assert s.n_classes == 2
+    with pytest.raises(ValueError, match="label 3 >= n_classes=2.*pass n_classes="):
+        s.next_batch(4)
 
 
 def test_image_size_resizes_and_digits_builtin(tmp_path):
@@ -315,6 +330,36 @@ def test_image_size_resizes_and_digits_builtin(tmp_path):
         _write_img(tmp_path / "imgs" / f"{i}.png", (i * 50, 0, 0))
     f = as_data_source(str(tmp_path / "imgs"), batch_size=2, seed=0, image_size=16)
     assert f.sample_shape == (3, 16, 16) and f.n_classes == 0
+
+
+def test_default_image_size_and_bad_sizes(tmp_path):
+    assert DEFAULT_IMAGE_SIZE == 32
+    (tmp_path / "imgs").mkdir()
+    _write_img(tmp_path / "imgs" / "a.png", (200, 0, 0))
+    assert as_data_source(str(tmp_path / "imgs"), batch_size=1, seed=0).sample_shape == (3, 32, 32)
+    for bad in (0, -8, 2.5, True):
+        for data in ("digits", torch.zeros(4, 1, 8, 8), str(tmp_path / "imgs")):
+            with pytest.raises(ValueError, match="image_size must be a positive int"):
+                as_data_source(data, batch_size=2, seed=0, image_size=bad)
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        load_image_folder(str(tmp_path / "imgs"), 0)
+
+
+def test_value_range_detected_or_given(tmp_path):
+    kw = dict(batch_size=4, seed=0)
+    assert as_data_source(torch.rand(8, 1, 4, 4), **kw).value_range == (0.0, 1.0)
+    assert as_data_source(torch.rand(8, 1, 4, 4) * 2 - 1, **kw).value_range == (-1.0, 1.0)
+    # a [-1, 1] set whose first stream batch happens to be non-negative still follows the data it saw;
+    # the caller overrides with value_range=
+    assert as_data_source([torch.rand(4, 2)], **kw).value_range == (0.0, 1.0)
+    assert as_data_source([torch.rand(4, 2)], value_range=(-1, 1), **kw).value_range == (-1.0, 1.0)
+    assert as_data_source(lambda n: -torch.rand(n, 2), **kw).value_range == (-1.0, 1.0)
+    assert as_data_source(TensorDataset(torch.rand(8, 2)), **kw).value_range == (0.0, 1.0)
+    assert as_data_source("digits", **kw).value_range == (-1.0, 1.0)
+    assert as_data_source("8gaussians", **kw).value_range is None  # points, not pixels
+    for bad in ((1, 0), (0,), "01", 1.0, (0, float("nan"))):
+        with pytest.raises(ValueError, match="value_range"):
+            as_data_source(torch.rand(8, 2), value_range=bad, **kw)
 
 
 def test_validation_errors_name_problem_and_fix():
@@ -336,8 +381,8 @@ def test_validation_errors_name_problem_and_fix():
         as_data_source([bad], **kw)
     with pytest.raises(ValueError, match="NaN or inf"):
         as_data_source(lambda n: torch.full((n, 2), float("nan")), **kw)
-    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'.*8gaussians.*digits.*folder"):
-        as_data_source("mnist", **kw)
+    with pytest.raises(ValueError, match=r"unknown dataset 'cifar10'.*8gaussians.*digits.*mnist.*folder"):
+        as_data_source("cifar10", **kw)
     with pytest.raises(TypeError, match="unsupported data type int.*DataLoader.*callable"):
         as_data_source(42, **kw)
     with pytest.raises(TypeError, match="torch.from_numpy"):
@@ -352,7 +397,7 @@ def test_validation_errors_name_problem_and_fix():
         as_data_source((torch.randn(5, 2), torch.tensor([0, 1, -1, 0, 0])), **kw)
     with pytest.raises(ValueError, match="out of range for n_classes=2"):
         as_data_source((torch.randn(5, 2), torch.tensor([0, 1, 2, 0, 0])), n_classes=2, **kw)
-    with pytest.raises(TypeError, match="floating-point.*127.5"):
+    with pytest.raises(TypeError, match=r"floating-point.*\[0, 1\].*255.*\[-1, 1\].*127.5"):
         as_data_source(torch.zeros(4, 2, dtype=torch.uint8), **kw)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         as_data_source(torch.zeros(4, 2), batch_size=0, seed=0)

@@ -153,7 +153,8 @@ def test_data_parallel_equals_one_process_over_the_global_batch(ranks, loss):
     assert max(control) > 10  # the un-reduced run is more than 10 tolerances away
     if loss == "wgan-gp":  # logged losses are averaged over ranks: the global-batch values. (WGAN's
         # clipped critic gives L_D ~ 1e-8 as the difference of means ~1e-3: rounding-dominated.)
-        for h1, h2 in zip(hist, a["history"]):
+        assert len(hist) == len(a["history"]) > 0
+        for h1, h2 in zip(hist, a["history"], strict=True):
             assert h2["loss_d"] == pytest.approx(h1["loss_d"], rel=1e-4)
             assert h2["penalty"] == pytest.approx(h1["penalty"], rel=1e-4)
 

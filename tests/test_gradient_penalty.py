@@ -1,6 +1,6 @@
 """Fused gradient penalty (fastwgan.penalty, fastwgan.ops.gradient_penalty) against the textbook.
 
-Tolerance rule (flash-attention's, landscape.md): with the textbook penalty in float64 as the truth,
+Tolerance rule (tests/_rules.py, flash-attention's): with the textbook penalty in float64 as the truth,
 
     err(fused, fp32) <= 2 * err(textbook, fp32) + atol,   atol = eps32 * max|truth|
 
@@ -24,8 +24,7 @@ from fastwgan.ops import gradient_penalty as O
 from fastwgan.penalty import gradient_penalty, gradient_penalty_functional
 from fastwgan.reference import gradient_penalty as R
 
-EPS32 = torch.finfo(torch.float32).eps
-U32 = EPS32 / 2  # unit roundoff
+from _rules import U32, assert_fp64_rule
 
 BACKENDS = ["cpp", "triton", "reference"]
 
@@ -34,15 +33,6 @@ def _backend_or_fail(be):
     # an explicitly requested backend must resolve on the CPU test machine (triton through the
     # interpreter set up by conftest.py, cpp through the JIT build); failing here is a real failure
     return B_.resolve("gradient_penalty", "cpu", be)
-
-
-def _rule(got32, ref32, truth64, what="", atol=None):
-    got32, ref32 = got32.double(), ref32.double()
-    err_got = (got32 - truth64).abs().max().item()
-    err_ref = (ref32 - truth64).abs().max().item()
-    if atol is None:
-        atol = EPS32 * truth64.abs().max().item()
-    assert err_got <= 2 * err_ref + atol, f"{what}: err {err_got:.3e} > 2*{err_ref:.3e} + {atol:.3e}"
 
 
 def _penalty_atol(norms64, lam, one_sided):
@@ -172,8 +162,8 @@ def test_norm_penalty_kernel(be, shape, one_sided):
         assert torch.isfinite(dg).all() and torch.isfinite(p)
         assert (dg[0] == 0).all()  # the convention at a zero row
     atol = _penalty_atol(g64.flatten(1).norm(dim=1), 10.0, one_sided)
-    _rule(outs["got"][0], outs["ref"][0], outs["truth"][0], "penalty", atol)
-    _rule(outs["got"][1], outs["ref"][1], outs["truth"][1], "d penalty / d grad")
+    assert_fp64_rule(outs["got"][0], outs["ref"][0], outs["truth"][0], what="penalty", atol=atol)
+    assert_fp64_rule(outs["got"][1], outs["ref"][1], outs["truth"][1], what="d penalty / d grad")
 
 
 @pytest.mark.parametrize("be", BACKENDS)
@@ -253,7 +243,8 @@ def test_matches_textbook(be, kind, one_sided):
             p.backward()
             res[name] = (p.detach(), _grads(model))
         atol = _penalty_atol(_truth_norms(truth64, real, fake, alpha, labels), 10.0, one_sided)
-        _rule(res["got"][0], res["ref"][0], res["truth"][0], f"{kind} step {step} penalty", atol)
+        assert_fp64_rule(res["got"][0], res["ref"][0], res["truth"][0],
+                         what=f"{kind} step {step} penalty", atol=atol)
         if step == 0:
             assert res["truth"][0] > 0
         for g, r, t in zip(res["got"][1], res["ref"][1], res["truth"][1]):
@@ -272,8 +263,7 @@ def test_matches_textbook(be, kind, one_sided):
                 t.sub_(1e-3 * d)  # small: a large step lowers every norm below 1
                 r.copy_(t)
                 g.copy_(t)
-    _rule(torch.cat(flat["got"]), torch.cat(flat["ref"]), torch.cat(flat["truth"]),
-          f"{kind}: all parameter gradients")
+    assert_fp64_rule(flat["got"], flat["ref"], flat["truth"], what=f"{kind}: all parameter gradients")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -400,9 +390,10 @@ def test_zero_gradient_gives_no_nan(be, one_sided):
     assert torch.isfinite(got_p) and all(torch.isfinite(t).all() for t in got_g)
     c64, real64 = _dead_row_critic(torch.float64)
     n64 = _truth_norms(c64, real64, real64, torch.ones(4, dtype=torch.float64), None)
-    _rule(got_p, res["ref"][0], res["truth"][0], "penalty", _penalty_atol(n64, 10.0, one_sided))
+    assert_fp64_rule(got_p, res["ref"][0], res["truth"][0], what="penalty",
+                     atol=_penalty_atol(n64, 10.0, one_sided))
     for g, r, t in zip(got_g, res["ref"][1], res["truth"][1]):
-        _rule(g, r, t, "grad")
+        assert_fp64_rule(g, r, t, what="grad")
     # the common hand-written norm sqrt(sum g^2) gives NaN here: the check above is not vacuous
     assert any(torch.isnan(t).any() for t in res["textbook"][1])
 
@@ -464,9 +455,9 @@ def test_functional_matches_textbook(kind):
         p.backward()
         res[name] = (p.detach(), _grads(m))
     atol = _penalty_atol(_truth_norms(truth64, real, fake, alpha, labels), 10.0, False)
-    _rule(res["got"][0], res["ref"][0], res["truth"][0], "penalty", atol)
+    assert_fp64_rule(res["got"][0], res["ref"][0], res["truth"][0], what="penalty", atol=atol)
     for g, r, t in zip(res["got"][1], res["ref"][1], res["truth"][1]):
-        _rule(g, r, t, "grad")
+        assert_fp64_rule(g, r, t, what="grad")
 
 
 @pytest.mark.parametrize("kind", ["mlp", "mlp-cond"])
@@ -505,9 +496,10 @@ def test_functional_compiles_fullgraph_and_matches_eager(kind):
     atol = _penalty_atol(_truth_norms(truth64, real, fake, alpha, labels), 10.0, False)
     with torch.no_grad():
         d = (truth64(fake.double(), labels).mean().abs() + truth64(real.double(), labels).mean().abs())
-    _rule(res["got"][0], res["ref"][0], res["truth"][0], "loss", atol + 2 * U32 * d.item())
+    assert_fp64_rule(res["got"][0], res["ref"][0], res["truth"][0], what="loss",
+                     atol=atol + 2 * U32 * d.item())
     for g, r, t in zip(res["got"][1], res["ref"][1], res["truth"][1]):
-        _rule(g, r, t, "grad")
+        assert_fp64_rule(g, r, t, what="grad")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -536,7 +528,7 @@ def test_cuda_triton_matches_textbook(kind):
         p.backward()
         res[name] = (p.detach().cpu(), [g.cpu() for g in _grads(model)])
     atol = _penalty_atol(_truth_norms(truth64, real, fake, alpha, None), 10.0, False)
-    _rule(res["got"][0], res["ref"][0], res["truth"][0], "penalty", atol)
+    assert_fp64_rule(res["got"][0], res["ref"][0], res["truth"][0], what="penalty", atol=atol)
     scale = [t.abs().max().clamp(min=1e-300) for t in res["truth"][1]]
     cat = {k: torch.cat([(g.double() / s).flatten() for g, s in zip(res[k][1], scale)]) for k in res}
-    _rule(cat["got"], cat["ref"], cat["truth"], "all parameter gradients")
+    assert_fp64_rule(cat["got"], cat["ref"], cat["truth"], what="all parameter gradients")

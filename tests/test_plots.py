@@ -2,6 +2,8 @@
 on a 100x100 grid in eval mode and restores its mode."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from torch import nn
 
 from fastwgan.data import toy_sample
 from fastwgan.models import MLPCritic
-from fastwgan.plots import plot_learning_curve, plot_toy, save_image_grid
+from fastwgan.plots import as_images, plot_learning_curve, plot_toy, save_image_grid, save_samples
 
 
 def _png(path):
@@ -95,3 +97,79 @@ def test_plot_learning_curve(tmp_path):
         plot_learning_curve([], str(tmp_path / "e.png"))
     with pytest.raises(ValueError, match="nothing to plot"):
         plot_learning_curve([{"loss": 1.0}], str(tmp_path / "e.png"))
+
+
+# ----------------------------------------------------------------------------------------------
+# save_samples: the end-of-run picture never fails a run
+# ----------------------------------------------------------------------------------------------
+
+
+class _Source:
+    def __init__(self, value_range=None, is_toy=False):
+        self.value_range, self.is_toy = value_range, is_toy
+
+
+def test_save_image_grid_draws_in_the_value_range(tmp_path):
+    levels = torch.tensor([0.0, 0.5, 1.0]).reshape(3, 1, 1, 1).expand(3, 1, 32, 32)
+
+    def grey(path):
+        with Image.open(path) as im:
+            return [im.getpixel((2 + 34 * i + 16, 18)) for i in range(3)]
+
+    assert grey(save_image_grid(levels, str(tmp_path / "u.png"), value_range=(0, 1))) == [0, 128, 255]
+    # negative control: the same [0, 1] data drawn as if in [-1, 1] has a grey background
+    assert grey(save_image_grid(levels, str(tmp_path / "s.png"))) == [128, 191, 255]
+    with pytest.raises(ValueError, match="lo < hi"):
+        save_image_grid(levels, str(tmp_path / "b.png"), value_range=(1, 0))
+
+
+def test_save_samples_flat_square_images_are_drawn(tmp_path):
+    # the WGAN-GP authors' MNIST generator emits flat (N, 784) samples in [0, 1]
+    fake = torch.rand(10, 784)
+    fake[0] = 1.0
+    p = save_samples(fake, fake, _Source((0.0, 1.0)), str(tmp_path / "flat.png"), nrow=5)
+    with Image.open(p) as im:
+        # 28 px cells, below min_cell=32, are upscaled x2 to 56 px, with 2 px of padding
+        assert im.mode == "L" and im.size == (5 * 58 + 2, 2 * 58 + 2)
+        assert im.getpixel((2 + 28, 2 + 28)) == 255  # sample 0 is all white: drawn in [0, 1]
+    torch.testing.assert_close(as_images(fake)[3, 0, 5], fake[3, 5 * 28 : 6 * 28], rtol=0, atol=0)  # row-major
+    p3 = save_samples(torch.rand(4, 3 * 16 * 16), None, _Source((0.0, 1.0)), str(tmp_path / "rgb.png"))
+    with Image.open(p3) as im:
+        assert im.mode == "RGB"
+    assert as_images(torch.zeros(2, 10)) is None and as_images(torch.zeros(2, 12)) is None  # 12 = 3 * 2 * 2: too small
+    assert as_images(torch.zeros(2, 48)).shape == (2, 3, 4, 4)
+    assert as_images(torch.zeros(2, 5, 5)).shape == (2, 1, 5, 5)
+
+
+def test_save_samples_out_of_range_is_clamped_not_crashed(tmp_path):
+    fake = torch.stack([torch.full((1, 8, 8), 5.0), torch.full((1, 8, 8), -3.0), torch.full((1, 8, 8), 0.25)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # drawing out-of-range samples is not worth a warning
+        p = save_samples(fake, fake, _Source((0.0, 1.0)), str(tmp_path / "oor.png"))
+    with Image.open(p) as im:
+        assert [im.getpixel((2 + 34 * i + 16, 18)) for i in range(3)] == [255, 0, 64]
+
+
+def test_save_samples_warns_and_returns_none_when_it_cannot_draw(tmp_path):
+    nan = torch.rand(4, 1, 8, 8)
+    nan[2, 0, 3, 3] = float("nan")
+    with pytest.warns(RuntimeWarning, match="1 NaN or inf.*diverged.*results are kept"):
+        assert save_samples(nan, nan, _Source((0.0, 1.0)), str(tmp_path / "nan.png")) is None
+    assert not (tmp_path / "nan.png").exists()
+    with pytest.warns(RuntimeWarning, match=r"shape \(4, 5\) are neither"):
+        assert save_samples(torch.rand(4, 5), None, _Source(), str(tmp_path / "odd.png")) is None
+    with pytest.warns(RuntimeWarning, match="NaN or inf"):  # toy points too
+        assert save_samples(torch.full((5, 2), float("nan")), torch.zeros(5, 2), _Source(is_toy=True),
+                            str(tmp_path / "toy.png")) is None
+    (tmp_path / "taken.png").mkdir()  # the path is a folder: saving fails, the call does not
+    with pytest.warns(RuntimeWarning, match="drawing failed"):
+        assert save_samples(torch.rand(4, 1, 8, 8), None, _Source((0.0, 1.0)), str(tmp_path / "taken.png")) is None
+
+
+def test_save_samples_toy_points_with_critic(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    real, fake = toy_sample("8gaussians", 200, g), torch.randn(200, 2, generator=g)
+    spy = _Spy()
+    p = save_samples(fake, real, _Source(is_toy=True), str(tmp_path / "toy.png"), critic=spy, title="t")
+    _png(p)
+    assert len(spy.calls) == 1

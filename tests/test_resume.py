@@ -149,7 +149,7 @@ def test_signal_in_process_raises_training_interrupted(tmp_path, sig):
         return 1
 
     G, D = _tiny()
-    with pytest.raises(fastwgan.trainer.TrainingInterrupted) as e:
+    with pytest.raises(fastwgan.TrainingInterrupted) as e:
         fastwgan.train(G, D, "8gaussians", steps=10, batch_size=8, n_critic=sched, device="cpu", out=tmp_path,
                        progress=False, eval_samples=0, plots=False)
     assert e.value.code == 128 + sig and e.value.step == 3
@@ -301,7 +301,7 @@ def test_bad_run_settings_fail_before_training(tmp_path, change, msg):
         kw["out"] = tmp_path / "run"
     with pytest.raises(ValueError, match=msg):
         fastwgan.train(G, D, kw.pop("data"), **kw)
-    assert all(torch.equal(a, b) for a, b in zip(before, list(G.parameters()) + list(D.parameters())))
+    assert all(torch.equal(a, b) for a, b in zip(before, list(G.parameters()) + list(D.parameters()), strict=True))
 
 
 def test_a_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):

@@ -1,10 +1,13 @@
-"""The static training step (fastwgan.static_step): compiled == eager, no graph break, clean fallback.
+"""The static runner (fastwgan.training.static): compiled == the eager trainer, no graph break,
+clean fallback.
 
-Tolerance rule (flash-attention's, landscape.md): over many iterations, the compiled fp32 step may be
-at most twice as far from an fp64 run of the same iterations as the eager fp32 step is, plus an
-atol of 8 fp32 ulps of the largest state value (|x| <= 2^k: ulp = 2^(k-23)) for the case where eager
-happens to land on the fp64 values. Every parameter and every optimizer state buffer is compared.
-``fullgraph=True`` is what a CUDA graph needs as well: one graph, no Python between kernels.
+Tolerance rule (tests/_rules.py, per tensor): over 12 iterations, the compiled run may be at most
+twice as far from an fp64 eager run of the same iterations as the eager run at the same precision
+is, plus an atol of 8 fp32 ulps of the largest value (|x| <= 2^k: ulp = 2^(k-23)) for tensors
+where the eager run happens to land on the fp64 values. All three runs go through
+``fastwgan.train`` with the same data, seed and settings, so they draw the same numbers (the fp64
+run gets them cast up); every parameter, buffer and optimizer state tensor of the final checkpoint
+and every logged metric is compared. ``fullgraph=True`` is what a CUDA graph needs as well.
 """
 from __future__ import annotations
 
@@ -15,134 +18,114 @@ import pytest
 import torch
 
 import fastwgan
-from fastwgan.models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator
+from fastwgan import checkpoint
+from fastwgan.losses import LOSSES
+from fastwgan.models import MLPCritic, MLPGenerator
 from fastwgan.optim import ClippedRMSprop
-from fastwgan.static_step import StaticStep
+from fastwgan.training.inputs import Draws
+from fastwgan.training.precision import Amp
+from fastwgan.training.static import StaticStep
+from fastwgan.distributed import DistInfo
 
-ITERS = 12  # generator iterations = 12 * (5 + 1) updates per model
+from _rules import assert_fp64_rule
+from _tiny import tiny_models
 
-
-def _models(kind: str, dtype=torch.float32, n_classes: int = 0):
-    torch.manual_seed(1)
-    if kind == "mlp":
-        G, D = MLPGenerator(z_dim=3, out_dim=2, width=24, n_classes=n_classes), MLPCritic(in_dim=2, width=24,
-                                                                                           n_classes=n_classes)
-        shape = (2,)
-    else:  # a small DCGAN: convolutions, LayerNorm critic, BatchNorm generator (buffers)
-        G = DCGANGenerator(z_dim=3, img_size=16, channels=1, ngf=8)
-        D = DCGANCritic(img_size=16, channels=1, ndf=8, norm="layer")
-        shape = (1, 16, 16)
-    return G.to(dtype), D.to(dtype), shape
+ITERS = 12
 
 
-def _opts(G, D, loss):
-    if loss == "wgan":
-        return ClippedRMSprop(D.parameters(), lr=5e-3, clip=0.05), torch.optim.RMSprop(G.parameters(), lr=5e-3)
-    return (torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.9)),
-            torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.9)))
+def _data(kind: str, n_classes: int, n: int = 64):
+    g = torch.Generator().manual_seed(3)
+    shape = (2,) if kind == "mlp" else (1, 16, 16)
+    x = torch.randn(n, *shape, generator=g).tanh()
+    return (x, torch.randint(0, n_classes, (n,), generator=g)) if n_classes else x
 
 
-def _stream(shape, n_classes, iters, nc=5, B=13, seed=7):
-    """Every iteration's batches, noise and alphas, drawn once in fp32 (the fp64 run gets the same
-    numbers cast up)."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(iters):
-        out.append(dict(x=torch.randn(nc, B, *shape, generator=g).tanh(),
-                        y=torch.randint(0, max(n_classes, 1), (nc, B), generator=g),
-                        z_d=torch.randn(nc, B, 3, generator=g), alpha=torch.rand(nc, B, generator=g),
-                        z_g=torch.randn(B, 3, generator=g)))
-    return out
+def _run(tmp_path, name, kind, loss, dtype, compile, precision="fp32", n_classes=0, n_critic=2, lam=1.0):
+    """``fastwgan.train`` for ITERS iterations; the final checkpoint's tensors and the history."""
+    G, D = tiny_models(kind, n_classes=n_classes)
+    G, D = G.to(dtype), D.to(dtype)
+    decay = "none" if loss == "wgan" else "linear"  # lr changes every step: a value, never a recompile
+    kw = dict(clip=0.05) if loss == "wgan" else dict(betas=(0.5, 0.9))
+    r = fastwgan.train(G, D, _data(kind, n_classes), loss=loss, steps=ITERS, batch_size=13, n_critic=n_critic,
+                       lr=1e-3 if loss != "wgan" else 5e-3, lam=lam, lr_decay=decay, compile=compile,
+                       precision=precision, seed=7, log_every=1, eval_samples=0, progress=False, plots=False,
+                       out=tmp_path / name, device="cpu", **kw)
+    state = checkpoint.load_checkpoint(tmp_path / name / "checkpoints" / f"ckpt-{ITERS:08d}.pt")
+    tensors = [*state["generator"].values(), *state["critic"].values()]
+    for opt in ("opt_d", "opt_g"):
+        for s in state[opt]["state"].values():
+            tensors += [v for k, v in sorted(s.items()) if torch.is_tensor(v)]
+    return tensors, r
 
 
-def _run(kind, loss, dtype, compile, stream, n_classes=0, autocast=None, lam=1.0, decay=True):
-    G, D, shape = _models(kind, dtype, n_classes)
-    opt_d, opt_g = _opts(G, D, loss)
-    st = StaticStep(G, D, opt_d, opt_g, loss=loss, lam=lam, n_critic=5, batch_size=13, z_dim=3,
-                    sample_shape=shape, data_dtype=dtype, labelled=n_classes > 0, device=torch.device("cpu"),
-                    autocast_dtype=autocast, compile=compile)
-    vecs = []
-    for i, b in enumerate(stream):
-        if decay and loss != "wgan":  # lr changes every step: a value in a tensor, never a recompile
-            lr = 1e-3 * (1 - i / len(stream))
-            st.set_lr(lr, lr)
-        for name in ("x", "z_d", "z_g") + (("alpha",) if st.alpha is not None else ()):
-            getattr(st, name).copy_(b[name])
-        if st.y is not None:
-            st.y.copy_(b["y"])
-        vecs.append(st())
-    state = [t.detach().clone() for t in (*G.parameters(), *G.buffers(), *D.parameters(), *D.buffers())]
-    for opt in (opt_d, opt_g):
-        for s in opt.state.values():
-            state += [v.detach().clone() for k, v in sorted(s.items()) if torch.is_tensor(v)]
-    return state, torch.stack(vecs), st
-
-
-def _err(a, b):
-    return max(float((x.detach().double() - y.detach().double()).abs().max()) for x, y in zip(a, b))
-
-
-def _atol(ref):
-    top = float(ref.abs().max())
+def _atol(ref: torch.Tensor) -> float:
+    top = float(ref.detach().double().abs().max())
     return 8 * 2.0 ** (math.ceil(math.log2(max(top, 1e-30))) - 23)
 
 
-def _assert_rule(ref, eager, comp):
-    """Per tensor: |comp - ref| <= 2 |eager - ref| + atol; integer buffers (BatchNorm's counter)
-    exactly equal."""
-    for i, (r, e, c) in enumerate(zip(ref, eager, comp)):
-        if not r.is_floating_point():
-            assert torch.equal(r, c) and torch.equal(r, e), i
+def _check_rule(tmp_path, kind, loss, precision="fp32", **kw):
+    ref, ref_run = _run(tmp_path, "fp64", kind, loss, torch.float64, False, **kw)
+    eager, eager_run = _run(tmp_path, "eager", kind, loss, torch.float32, False, precision, **kw)
+    comp, comp_run = _run(tmp_path, "compiled", kind, loss, torch.float32, True, precision, **kw)
+    assert comp_run.step_mode == "compiled" and comp_run.compile_seconds > 0
+    assert eager_run.step_mode == "eager" and ref_run.step_mode == "eager"
+    assert len(ref) == len(eager) == len(comp) and all(a.shape == b.shape for a, b in zip(ref, comp, strict=True))
+    for i, (r, e, c) in enumerate(zip(ref, eager, comp, strict=True)):
+        if not r.is_floating_point():  # BatchNorm's counter, step counts
+            assert torch.equal(r, c.to(r.dtype)) and torch.equal(r, e.to(r.dtype)), i
             continue
-        e_eager, e_comp = _err([e], [r]), _err([c], [r])
-        assert e_comp <= 2 * e_eager + _atol(r), (i, tuple(r.shape), e_comp, e_eager)
+        assert_fp64_rule(c, e, r, atol=_atol(r), what=f"{kind} {loss} {precision} tensor {i} {tuple(r.shape)}")
+    keys = ("w_estimate", "loss_d", "penalty", "loss_g", "param_norm")
+    assert len(ref_run.history) == len(eager_run.history) == len(comp_run.history) == ITERS
+    for k in keys:  # the logged metrics too
+        t, e, c = (torch.tensor([h[k] for h in run.history], dtype=torch.float64)
+                   for run in (ref_run, eager_run, comp_run))
+        assert_fp64_rule(c, e, t, atol=_atol(t), what=f"{kind} {loss} {precision} metric {k}")
+    # the run did train: the generator moved by far more than the rounding differences
+    G0 = [p.double() for p in tiny_models(kind, n_classes=kw.get("n_classes", 0))[0].state_dict().values()]
+    moved = max(float((a - b.double()).abs().max()) for a, b in zip(G0, ref[: len(G0)], strict=True))
+    assert moved > 10 * max(float((c.double() - r).abs().max()) for c, r in zip(comp[: len(G0)], ref[: len(G0)], strict=True))
 
 
-def _check_rule(kind, loss, n_classes=0, lam=1.0):
-    stream = _stream(_models(kind)[2], n_classes, ITERS)
-    ref, ref_vec, _ = _run(kind, loss, torch.float64, False, stream, n_classes, lam=lam)
-    eager, eager_vec, _ = _run(kind, loss, torch.float32, False, stream, n_classes, lam=lam)
-    comp, comp_vec, st = _run(kind, loss, torch.float32, True, stream, n_classes, lam=lam)
-    assert st.compile_seconds > 0
-    assert len(ref) == len(comp) and all(a.shape == b.shape for a, b in zip(ref, comp))
-    _assert_rule(ref, eager, comp)
-    _assert_rule(list(ref_vec.T), list(eager_vec.T), list(comp_vec.T))  # the logged metrics too
-    # the run did train: the generator's parameters moved by far more than the rounding differences
-    G0 = list(_models(kind, torch.float64, n_classes)[0].parameters())
-    moved = _err(ref[: len(G0)], G0)
-    assert moved > 10 * _err(comp[: len(G0)], ref[: len(G0)])
-    return ref, comp
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_compiled_step_matches_the_eager_trainer(tmp_path, loss, precision):
+    _check_rule(tmp_path, "mlp", loss, precision)
 
 
-def test_compiled_wgan_gp_mlp_matches_eager():
-    _check_rule("mlp", "wgan-gp")
+def test_compiled_conditional_wgan_lp_matches_the_eager_trainer(tmp_path):
+    _check_rule(tmp_path, "mlp", "wgan-lp", n_classes=3)
 
 
-def test_compiled_conditional_wgan_lp_matches_eager():
-    _check_rule("mlp", "wgan-lp", n_classes=3)
+def test_compiled_dcgan_layernorm_with_batchnorm_generator_matches_the_eager_trainer(tmp_path):
+    _check_rule(tmp_path, "dcgan", "wgan-gp", lam=10.0)
 
 
-def test_compiled_wgan_clipping_matches_eager_and_clips():
-    ref, comp = _check_rule("mlp", "wgan")
-    _, D, _ = _models("mlp")
-    n_g = len(list(_models("mlp")[0].parameters()))
-    for p in comp[n_g: n_g + len(list(D.parameters()))]:
+def test_compiled_wgan_clips(tmp_path):
+    comp, _ = _run(tmp_path, "c", "mlp", "wgan", torch.float32, True)
+    G, D = tiny_models("mlp")
+    n_g = len(G.state_dict())
+    for p in comp[n_g: n_g + len(D.state_dict())]:
         assert p.abs().max() <= torch.tensor(0.05, dtype=p.dtype)  # the bound as the weights' dtype holds it
 
 
-def test_compiled_dcgan_layernorm_with_batchnorm_generator_matches_eager():
-    _check_rule("dcgan", "wgan-gp", lam=10.0)
+def test_a_wrong_lr_in_the_compiled_step_fails_the_rule(tmp_path, monkeypatch):
+    """Negative control: the compiled step with its lr decay disconnected breaks the rule."""
+    monkeypatch.setattr(StaticStep, "set_lr", lambda self, lr_d, lr_g: None)
+    with pytest.raises(AssertionError, match="fp64 truth"):
+        _check_rule(tmp_path, "mlp", "wgan-gp")
 
 
-def test_static_step_stages_the_eager_trainers_random_numbers():
-    """stage() must draw exactly what the eager trainer's torch.randn / torch.rand calls draw, in
-    the same order, so both modes follow the same random streams (and checkpoints mean the same)."""
+def test_static_step_stages_the_eager_runners_random_numbers():
+    """stage() puts exactly what the eager runner's draws give into the buffers, in its order."""
     from fastwgan.data import as_data_source
 
-    G, D, _ = _models("mlp")
-    opt_d, opt_g = _opts(G, D, "wgan-gp")
-    st = StaticStep(G, D, opt_d, opt_g, loss="wgan-gp", lam=1.0, n_critic=3, batch_size=17, z_dim=3,
-                    sample_shape=(2,), data_dtype=torch.float32, labelled=False, device=torch.device("cpu"))
+    G, D = tiny_models("mlp")
+    opt_d, opt_g = torch.optim.Adam(D.parameters()), torch.optim.Adam(G.parameters())
+    draws = Draws(17, 3, penalty=True, device=torch.device("cpu"), data_dtype=torch.float32,
+                  z_dtype=torch.float32, info=DistInfo())
+    st = StaticStep(G, D, opt_d, opt_g, loss="wgan-gp", lam=1.0, n_critic=3, draws=draws, sample_shape=(2,),
+                    labelled=False, amp=Amp("fp32", torch.device("cpu")))
     src_a, src_b = as_data_source("8gaussians", batch_size=17, seed=5), as_data_source("8gaussians", batch_size=17, seed=5)
     torch.manual_seed(123)
     st.stage(src_a)
@@ -173,7 +156,8 @@ def test_train_compile_true_runs_the_compiled_step_without_fallback():
     # Same batches, noise and lr schedule: a wiring error (another batch, another z, a stale lr)
     # changes these losses by O(1) relative amounts; rounding differences stay near 1e-6 (the
     # numerical rule is tested above), so 1e-3 separates the two by orders of magnitude.
-    for a, b in zip(r.history, e.history):
+    assert len(r.history) == len(e.history) == 3
+    for a, b in zip(r.history, e.history, strict=True):
         for k in ("w_estimate", "loss_d", "penalty", "loss_g", "param_norm"):
             assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-5), (a["step"], k)
 
@@ -188,9 +172,9 @@ def test_compiled_run_resumes_exactly(tmp_path):
 
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["step_mode"] == "compiled" and summary["compile_seconds"] > 0
-    for p, q in zip(full.generator.parameters(), resumed.generator.parameters()):
+    for p, q in zip(full.generator.parameters(), resumed.generator.parameters(), strict=True):
         assert torch.equal(p, q)
-    for p, q in zip(full.critic.parameters(), resumed.critic.parameters()):
+    for p, q in zip(full.critic.parameters(), resumed.critic.parameters(), strict=True):
         assert torch.equal(p, q)
 
 
@@ -221,7 +205,7 @@ def test_uncompilable_critic_falls_back_with_one_message_and_the_same_run():
     b = run(False)
     assert a.step_mode == "eager"
     # the failed attempt was rewound: the eager run that followed is the plain eager run
-    for p, q in zip(a.critic.parameters(), b.critic.parameters()):
+    for p, q in zip(a.critic.parameters(), b.critic.parameters(), strict=True):
         assert torch.equal(p, q)
     assert [h["loss_d"] for h in a.history] == [h["loss_d"] for h in b.history]
 
@@ -238,11 +222,14 @@ def test_unsupported_settings_fall_back_with_the_reason():
         _train(compile=True, precision="fp16", steps=1)
 
 
-def test_auto_compiles_only_long_bf16_runs_on_the_cpu():
-    from fastwgan.trainer import AUTO_COMPILE_MIN_STEPS
+def test_auto_compiles_only_long_bf16_runs_on_the_cpu(monkeypatch):
+    from fastwgan.training import runner
 
+    assert runner.AUTO_COMPILE_MIN_STEPS > 2
     assert _train(compile="auto", steps=2, precision="bf16").step_mode == "eager"  # too short to pay
-    assert AUTO_COMPILE_MIN_STEPS > 2
+    monkeypatch.setattr(runner, "AUTO_COMPILE_MIN_STEPS", 2)  # a "long" run: auto compiles it
+    assert _train(compile="auto", steps=2, precision="bf16").step_mode == "compiled"
+    assert _train(compile="auto", steps=2, precision="fp32").step_mode == "eager"  # fp32 stays eager
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -272,7 +259,8 @@ def test_cuda_graph_replay_matches_eager_cuda(compile):
         g = run(True, compile)
     e = run(False, False)
     assert g.step_mode == ("compiled+cuda-graph" if compile else "cuda-graph")
-    for a, b in zip(g.history, e.history):
+    assert len(g.history) == len(e.history) == 4
+    for a, b in zip(g.history, e.history, strict=True):
         for k in ("w_estimate", "loss_d", "penalty", "loss_g", "param_norm"):
             assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-5), (a["step"], k)
 

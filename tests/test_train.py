@@ -10,7 +10,7 @@ import torch.nn as nn
 
 import fastwgan
 from fastwgan.models import DCGANCritic, MLPCritic, MLPGenerator
-from fastwgan.trainer import wgan_original_schedule
+from fastwgan.training.config import wgan_original_schedule
 
 W = 32  # small models: these tests check behaviour, not quality
 
@@ -42,15 +42,24 @@ def test_every_loss_trains_both_models(loss):
     g0, d0 = params(G), params(D)
     r = quick(G, D, loss=loss)
     assert r.generator is G and r.critic is D  # trained in place
-    assert any(not torch.equal(a, b) for a, b in zip(g0, params(G)))
-    assert any(not torch.equal(a, b) for a, b in zip(d0, params(D)))
+    assert any(not torch.equal(a, b) for a, b in zip(g0, params(G), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, params(D), strict=True))
     assert len(r.history) == 3 and [h["step"] for h in r.history] == [1, 2, 3]
     for h in r.history:
         assert set(h) >= {"w_estimate", "loss_d", "loss_g", "penalty", "time"}
-    if loss in ("wgan-gp", "wgan-lp"):
-        assert all(h["penalty"] >= 0 for h in r.history)
+    if loss == "wgan-gp":
+        # a fresh critic's gradient norms are nowhere near 1: the two-sided penalty is positive
+        assert all(h["penalty"] > 0 for h in r.history)
+    elif loss == "wgan-lp":
+        # on the same first critic batch (same seed, same initial critic) the one-sided penalty
+        # max(0, |g| - 1)^2 is at most the two-sided (|g| - 1)^2, and never negative
+        first = [quick(*tiny(), loss=l, steps=1, n_critic=1, eval_samples=0).history[0]["penalty"]
+                 for l in ("wgan-lp", "wgan-gp")]
+        assert 0 <= first[0] <= first[1] and first[1] > 0
     else:
         assert all(h["penalty"] == 0 for h in r.history)
+    if loss.startswith("wgan"):  # L_D = E D(G(z)) - E D(x) = -(the Wasserstein estimate)
+        assert all(h["loss_d"] == pytest.approx(-h["w_estimate"], rel=1e-6, abs=1e-7) for h in r.history)
     assert "w1" in r.metrics
 
 
@@ -84,8 +93,8 @@ def test_same_seed_same_run_and_different_seed_differs():
         G, D = tiny()
         quick(G, D, seed=seed, eval_samples=0)
         runs.append(params(G) + params(D))
-    assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1]))
-    assert any(not torch.equal(a, b) for a, b in zip(runs[0], runs[2]))
+    assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1], strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(runs[0], runs[2], strict=True))
 
 
 def test_evaluation_does_not_change_the_trajectory():
@@ -94,7 +103,7 @@ def test_evaluation_does_not_change_the_trajectory():
         G, D = tiny()
         quick(G, D, steps=4, eval_every=ev, eval_samples=64)
         out.append(params(G))
-    assert all(torch.equal(a, b) for a, b in zip(*out))
+    assert all(torch.equal(a, b) for a, b in zip(*out, strict=True))
 
 
 def test_n_critic_schedule_callable_and_wgan_original():
@@ -127,10 +136,29 @@ def test_conditional_training_on_digits_with_labels():
     assert r.sample(5, torch.arange(5)).shape == (5, 1, 8, 8)
 
 
-def test_feature_matching_generator_loss():
+def test_feature_matching_generator_loss(monkeypatch):
+    """The logged generator loss is ||mean f(x) - mean f(G(z))||^2 of the batch it saw, computed
+    by hand from the critic's features, not the adversarial loss."""
+    from fastwgan.training import eager
+
+    seen = []
+    real_objective = eager.generator_objective
+
+    def spy(critic, fake, y, *, loss, features=None, real=None):
+        out = real_objective(critic, fake, y, loss=loss, features=features, real=real)
+        with torch.no_grad():
+            by_hand = ((features(real, y).mean(0) - features(fake, y).mean(0)) ** 2).sum()
+            adversarial = -critic(fake, y).reshape(-1).mean()
+        seen.append((out.item(), by_hand.item(), adversarial.item()))
+        return out
+
+    monkeypatch.setattr(eager, "generator_objective", spy)
     G, D = tiny()
-    r = quick(G, D, feature_matching=True, eval_samples=0)
-    assert all(h["loss_g"] >= 0 for h in r.history)  # a squared norm
+    r = quick(G, D, feature_matching=True, eval_samples=0, log_every=1)
+    assert len(seen) == len(r.history) == 3
+    for (out, by_hand, adversarial), h in zip(seen, r.history, strict=True):
+        assert out == pytest.approx(by_hand, rel=1e-6) and h["loss_g"] == pytest.approx(out, rel=1e-6)
+        assert abs(out - adversarial) > 1e-3  # negative control: not the adversarial loss
 
 
 def test_data_forms_tensor_pair_dataset_loader_iterable_callable():
@@ -189,7 +217,7 @@ def test_bad_input_fails_before_training(change, exc, msg):
     before = params(gen) + params(crit)
     with pytest.raises(exc, match=msg):
         fastwgan.train(kw.pop("generator"), kw.pop("critic"), kw.pop("data"), progress=False, **kw)
-    assert all(torch.equal(a, b) for a, b in zip(before, params(gen) + params(crit)))
+    assert all(torch.equal(a, b) for a, b in zip(before, params(gen) + params(crit), strict=True))
 
 
 def test_batchnorm_critic_allowed_when_asked():
@@ -243,7 +271,7 @@ def test_resume_continues_exactly(tmp_path):
     r = quick(G, D, steps=6, eval_samples=0, seed=5, out=tmp_path, resume=True, plots=False)
     assert r.history[0]["step"] == 1 and r.history[-1]["step"] == 6
     resumed = params(G) + params(D)
-    assert all(torch.equal(a, b) for a, b in zip(straight, resumed))
+    assert all(torch.equal(a, b) for a, b in zip(straight, resumed, strict=True))
 
 
 def test_corrupted_checkpoint_falls_back_to_previous(tmp_path):
@@ -252,6 +280,87 @@ def test_corrupted_checkpoint_falls_back_to_previous(tmp_path):
     newest = tmp_path / "checkpoints" / "ckpt-00000004.pt"
     newest.write_bytes(newest.read_bytes()[:100])  # truncated
     G, D = tiny()
-    with pytest.warns(RuntimeWarning, match="truncated or corrupted"):
-        r = quick(G, D, steps=4, eval_samples=0, out=tmp_path, resume=True, plots=False)
-    assert r.history[-1]["step"] == 4
+    ran = []
+    from fastwgan.training.eager import EagerStep
+
+    real_call = EagerStep.__call__
+
+    def spy(self, step, feed):
+        ran.append(step)
+        return real_call(self, step, feed)
+
+    EagerStep.__call__ = spy
+    try:
+        with pytest.warns(RuntimeWarning, match="truncated or corrupted"):
+            r = quick(G, D, steps=4, eval_samples=0, out=tmp_path, resume=True, plots=False)
+    finally:
+        EagerStep.__call__ = real_call
+    assert ran == [2, 3]  # resumed from step 2's checkpoint: neither restarted nor skipped ahead
+    assert [h["step"] for h in r.history] == [1, 2, 3, 4]
+
+
+# ---- a new user's own models: the WGAN-GP authors' MNIST architecture on flat (N, 784) digits ----
+
+class _MNISTStyleGenerator(nn.Module):
+    """The layout of a common PyTorch port of gan_mnist.py: the deconvolution blocks are
+    registered BEFORE the first Linear that is called, and samples come out flat (B, 784) in
+    [0, 1] (sigmoid). The first registered layer takes 4 * dim channels, not the 128 noise values."""
+
+    def __init__(self, dim: int = 4):
+        super().__init__()
+        self.dim = dim
+        self.block1 = nn.Sequential(nn.ConvTranspose2d(4 * dim, 2 * dim, 5), nn.ReLU())
+        self.block2 = nn.Sequential(nn.ConvTranspose2d(2 * dim, dim, 5), nn.ReLU())
+        self.deconv_out = nn.ConvTranspose2d(dim, 1, 8, stride=2)
+        self.preprocess = nn.Sequential(nn.Linear(128, 4 * 4 * 4 * dim), nn.ReLU())
+
+    def forward(self, z):
+        h = self.preprocess(z).view(-1, 4 * self.dim, 4, 4)
+        h = self.block1(h)[:, :, :7, :7]
+        h = self.block2(h)
+        return torch.sigmoid(self.deconv_out(h)).view(-1, 784)
+
+
+class _MNISTStyleCritic(nn.Module):
+    def __init__(self, dim: int = 4):
+        super().__init__()
+        self.main = nn.Sequential(nn.Conv2d(1, dim, 5, stride=2, padding=2), nn.LeakyReLU(0.2),
+                                  nn.Conv2d(dim, 2 * dim, 5, stride=2, padding=2), nn.LeakyReLU(0.2))
+        self.out = nn.Linear(2 * dim * 7 * 7, 1)
+
+    def forward(self, x):
+        return self.out(self.main(x.view(-1, 1, 28, 28)).flatten(1))
+
+
+def test_new_user_mnist_models_on_flat_digits_train_and_draw(tmp_path):
+    """The noise size is found by trying the layers' widths (not the first registered layer's);
+    flat (N, 784) data in [0, 1] trains, and the samples picture is drawn as 28x28 digits in that
+    range instead of costing the finished run."""
+    torch.manual_seed(0)
+    x = torch.rand(64, 784)
+    G, D = _MNISTStyleGenerator(), _MNISTStyleCritic()
+    assert G(torch.zeros(2, 128)).shape == (2, 784)
+    with pytest.raises(RuntimeError):
+        G(torch.zeros(2, 4 * G.dim))  # the first registered layer's width is the wrong guess
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no picture may fail
+        r = fastwgan.train(G, D, x, steps=2, batch_size=8, n_critic=1, progress=False, eval_samples=16,
+                           out=tmp_path / "run")
+    assert r.z_dim == 128 and r.config["z_dim"] == 128
+    assert (tmp_path / "run" / "samples.png").stat().st_size > 500
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 2
+
+
+def test_a_picture_that_fails_warns_and_keeps_the_run(tmp_path, monkeypatch):
+    from fastwgan import plots
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plots, "plot_learning_curve", broken)
+    G, D = tiny()
+    with pytest.warns(RuntimeWarning, match="learning_curve.png.*disk full"):
+        r = quick(G, D, out=tmp_path / "run", steps=2)
+    assert (tmp_path / "run" / "summary.json").exists() and r.metrics

@@ -3,15 +3,17 @@
     import fastwgan
     result = fastwgan.train(None, None, "8gaussians", loss="wgan-gp", out="runs/8g")
 
-``train`` (the trainer), ``gradient_penalty`` (the fused penalty) and
+``train`` (the trainer, :mod:`fastwgan.training`), ``load`` (a run folder: its models, settings and
+metrics; ``sample`` / ``evaluate``), ``gradient_penalty`` (the fused penalty) and
 ``gradient_penalty_functional`` (its ``torch.compile``-able form), ``ClippedRMSprop`` (the fused
-WGAN critic optimiser), and the modules ``models``, ``data``, ``metrics``, ``losses``, ``step``.
+WGAN critic optimiser), and the modules ``models``, ``data``, ``metrics``, ``losses``, ``objectives``.
 """
 from .penalty import gradient_penalty, gradient_penalty_functional
-from .trainer import TrainingInterrupted, TrainResult, train
+from .run import LoadedRun, load
+from .training import TrainConfig, TrainingInterrupted, TrainResult, train
 
 __version__ = "0.1.0"
-__all__ = ["train", "TrainResult", "TrainingInterrupted", "gradient_penalty", "gradient_penalty_functional",
+__all__ = ["train", "load", "LoadedRun", "TrainConfig", "TrainResult", "TrainingInterrupted", "gradient_penalty", "gradient_penalty_functional",
            "ClippedRMSprop", "__version__"]
 
 

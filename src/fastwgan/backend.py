@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import glob
 import importlib
+import json
 import os
 import warnings
 from types import ModuleType
@@ -45,18 +46,90 @@ def triton_available() -> bool:
     return True
 
 
+# Written by setup.py beside the compiled kernels: the torch version they were built against.
+BUILD_INFO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_build_info.json")
+REBUILD = "`pip install --no-build-isolation -e .` in a source checkout (or reinstall fastwgan)"
+_warned: set[str] = set()
+# op -> how load_extension got it: "installed", "jit", or "missing: <why>" (for `fastwgan info`)
+how_loaded: dict[str, str] = {}
+
+
+def _warn_once(key: str, message: str) -> None:
+    """One warning per cause and process (not one per op or per call)."""
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def built_torch_version() -> str | None:
+    """The torch version the installed extension was built against (None: unknown)."""
+    try:
+        with open(BUILD_INFO) as f:
+            return str(json.load(f)["torch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _stale_build_reason() -> str | None:
+    """Why the installed extension must not be loaded, or None when it may be."""
+    built = built_torch_version()
+    if built is not None and built != torch.__version__:
+        return f"they were built against torch {built}, but torch {torch.__version__} is installed now"
+    return None
+
+
+def _import_installed(op: str) -> tuple[ModuleType | None, str | None]:
+    """The extension ``pip install`` built (``fastwgan._C_<op>``), or None and why not.
+
+    A missing module is normal (a pure-Python install): no reason. One that is there but does not
+    load is an extension built for another torch (its ABI is not stable across releases: the
+    import fails with ``undefined symbol: _ZN...`` or a version check), a reason worth a warning.
+    """
+    stale = _stale_build_reason()
+    if stale is not None:  # do not even dlopen it: a mismatched ABI is not guaranteed to fail cleanly
+        return None, stale
+    try:
+        return importlib.import_module(f"fastwgan._C_{op}"), None
+    except ModuleNotFoundError as e:
+        if e.name == f"fastwgan._C_{op}":
+            return None, None
+        return None, f"importing them failed ({type(e).__name__}: {e})"
+    except (ImportError, OSError) as e:  # undefined symbol, wrong version, unreadable file
+        return None, f"importing them failed ({type(e).__name__}: {e})"
+
+
 @functools.lru_cache(maxsize=None)
 def load_extension(op: str) -> ModuleType | None:
     """The compiled CPU kernels of ``op``, or None when they cannot be had.
 
-    First the extension built by ``pip install`` (``fastwgan._C_<op>``); failing that, when the
-    sources are beside the package (a source checkout), a JIT build with ninja into
-    ``$FASTWGAN_BUILD_DIR`` (default ``~/.cache/fastwgan``); the build takes about a minute once.
+    First the extension built by ``pip install`` (``fastwgan._C_<op>``); when it is missing or was
+    built for another torch (one warning naming the rebuild), a JIT build with ninja into
+    ``$FASTWGAN_BUILD_DIR`` (default ``~/.cache/fastwgan``) when the sources are beside the package
+    (a source checkout); else None, and ``"auto"`` runs the reference backend.
     """
-    try:
-        return importlib.import_module(f"fastwgan._C_{op}")
-    except ImportError:
-        pass
+    module, problem = _import_installed(op)
+    if module is not None:
+        how_loaded[op] = "installed"
+        return module
+    if problem is not None:
+        _warn_once(
+            "stale",
+            f"fastwgan: the installed C++ kernels do not fit this torch: {problem}. Falling back to a "
+            f"JIT build (source checkouts) or the reference backend. Fix: rebuild them with {REBUILD}",
+        )
+    module = _jit_build(op)
+    if module is not None:
+        how_loaded[op] = "jit"
+    else:
+        why = problem or "not built (a pure-Python install, or FASTWGAN_NO_EXT=1)"
+        how_loaded[op] = f"missing: {why}; no JIT build (" + (
+            "FASTWGAN_NO_JIT=1" if os.environ.get("FASTWGAN_NO_JIT") == "1"
+            else "no sources beside the package, or the build failed") + ")"
+    return module
+
+
+def _jit_build(op: str) -> ModuleType | None:
+    """Build ``csrc/<op>.cpp`` against the running torch (a source checkout only)."""
     src = os.path.normpath(os.path.join(_CSRC, f"{op}.cpp"))
     if not os.path.exists(src) or os.environ.get("FASTWGAN_NO_JIT") == "1":
         return None
@@ -78,12 +151,11 @@ def load_extension(op: str) -> ModuleType | None:
             verbose=False,
         )
     except Exception as e:  # compiler missing, etc.: say so once, fall back
-        warnings.warn(
+        _warn_once(
+            "jit",
             f"fastwgan: could not build the C++ kernels for '{op}' ({type(e).__name__}: {e}); "
             "using the reference backend on the CPU. Fix: install a C++ compiler and ninja, then "
             "`pip install --no-build-isolation -e .`",
-            RuntimeWarning,
-            stacklevel=2,
         )
         return None
 
@@ -131,8 +203,9 @@ def resolve(op: str, device: torch.device | str, requested: str = "auto") -> str
             )
         if load_extension(op) is None:
             raise RuntimeError(
-                f"backend 'cpp' was asked for but the C++ kernels for '{op}' are not built: run "
-                "`pip install --no-build-isolation -e .` (needs a C++ compiler), or use 'auto'"
+                f"backend 'cpp' was asked for but the C++ kernels for '{op}' cannot be loaded "
+                f"({how_loaded.get(op, 'not built')}): rebuild them with {REBUILD} (needs a C++ "
+                "compiler), or use 'auto'"
             )
         return "cpp"
     return "reference"
@@ -141,3 +214,42 @@ def resolve(op: str, device: torch.device | str, requested: str = "auto") -> str
 def cpp_sources() -> list[str]:
     """The C++ kernel sources (for diagnostics and the build)."""
     return sorted(glob.glob(os.path.join(os.path.normpath(_CSRC), "*.cpp")))
+
+
+def check_grads(params: list[torch.Tensor], grads: list[torch.Tensor | None]) -> None:
+    """The one rule for the gradients an optimizer step is given, the same for every backend.
+
+    Each gradient is None (no update) or a dense (strided) tensor with its parameter's dtype,
+    device and shape; strides may differ. The backends then run what they support (Triton:
+    float32; C++: float32 and float64; anything else, float16/bfloat16 included, through the
+    reference) without any of them accepting inputs the others refuse.
+    """
+    if len(grads) != len(params):
+        raise ValueError(
+            f"got {len(grads)} gradients for {len(params)} parameters: pass one per parameter, in "
+            "the parameters' order"
+        )
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if g is None:
+            continue
+        if not isinstance(g, torch.Tensor):
+            raise TypeError(f"gradient {i} must be a tensor or None, got {type(g).__name__}")
+        if g.layout != torch.strided:  # sparse COO / CSR / ...
+            raise ValueError(
+                f"gradient {i} is sparse ({g.layout}); the optimizer steps take dense gradients "
+                "(as torch.optim.RMSprop): use dense parameters, e.g. nn.Embedding(sparse=False)"
+            )
+        if g.dtype != p.dtype:
+            raise TypeError(
+                f"gradient {i} is {g.dtype} but its parameter is {p.dtype}: every backend takes "
+                "gradients in their parameter's dtype; pass g.to(p.dtype)"
+            )
+        if g.device != p.device:
+            raise ValueError(
+                f"gradient {i} is on {g.device} but its parameter on {p.device}: move it there"
+            )
+        if g.shape != p.shape:
+            raise ValueError(
+                f"gradient {i} has shape {tuple(g.shape)} but its parameter {tuple(p.shape)}: "
+                "pass one gradient per parameter, in the parameters' order"
+            )

@@ -1,6 +1,14 @@
 """The ``fastwgan`` command line (also ``python -m fastwgan``).
 
     fastwgan train --data 8gaussians --loss wgan-gp --steps 2000 --out runs/8g
+    fastwgan sample --run runs/8g --n 1000 --out samples.npy --seed 0
+    fastwgan eval --run runs/8g --n 5000
+    fastwgan export --run runs/8g --out G.pt2
+    fastwgan info
+
+Every anticipated error ends as one line ``fastwgan: error: <what and the fix>`` on stderr, status
+2 for bad input and 1 for a failed run; ``--debug`` shows the traceback instead. A SIGINT/SIGTERM
+during training exits with the trainer's status (130 / 143) after its checkpoint.
 """
 from __future__ import annotations
 
@@ -21,6 +29,13 @@ examples:
   torchrun --nproc_per_node=2 -m fastwgan train --data 8gaussians   # data parallel (gloo/nccl)
   fastwgan train --data digits --precision bf16                     # mixed precision
   fastwgan train --data 8gaussians --precision bf16 --compile on    # whole step compiled (fastest on CPU)
+
+after training:
+  fastwgan sample --run runs/8g --n 1000 --out samples.npy --seed 0   # .pt / .npy tensor, or .png
+  fastwgan sample --run runs/digits --n 64 --labels 3 --out threes.png
+  fastwgan eval --run runs/8g --n 5000                                # metrics again, as JSON
+  fastwgan export --run runs/8g --out G.pt2                           # loads without fastwgan
+  fastwgan info                                                       # versions, backends, "auto"
 
 built-in data sets: 8gaussians, 25gaussians, swissroll (2-D toys of gan_toy.py), digits
 (scikit-learn's bundled 8x8 digits, with labels), or a folder of images.
@@ -72,25 +87,119 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files to OUT/tb")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-plots", action="store_true", help="skip samples.png and learning_curve.png")
+    _after_training_parsers(sub)
     return p
 
 
+def _positive(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{v!r} is not an integer") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (a number of samples), got {n}")
+    return n
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="the run folder (train's --out)")
+    p.add_argument("--checkpoint", help="a checkpoint file (default: the newest readable one in RUN/checkpoints)")
+
+
+def _after_training_parsers(sub) -> None:
+    s = sub.add_parser("sample", help="draw samples from a trained run's generator")
+    _run_args(s)
+    s.add_argument("--n", type=_positive, required=True, help="number of samples")
+    s.add_argument("--out", required=True, help="FILE.pt / FILE.npy (a tensor) or FILE.png (a grid / scatter)")
+    s.add_argument("--labels", type=int, nargs="+", help="class ids for a conditional run: one for all, or N")
+    s.add_argument("--seed", type=int, help="seed of the noise (the same seed gives the same samples)")
+    e = sub.add_parser("eval", help="recompute the data set's metrics of a trained run, printed as JSON")
+    _run_args(e)
+    e.add_argument("--n", type=_positive, default=2000, help="generated and real samples each (default 2000)")
+    e.add_argument("--data", help="the data set, when the run does not record it (a built-in name or a folder)")
+    e.add_argument("--seed", type=int, default=0)
+    x = sub.add_parser("export", help="write the generator as a file that loads without fastwgan")
+    _run_args(x)
+    x.add_argument("--out", required=True, help="output file, e.g. G.pt2 (torch.export) or G.pt (TorchScript)")
+    x.add_argument("--format", default="auto", choices=("auto", "export", "torchscript"),
+                   help="auto: torch.export, else TorchScript (script, then trace)")
+    sub.add_parser("info", help="versions, usable kernel backends, CPU bf16 support, what 'auto' picks here")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = _parser()
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    if args.command != "train":
+    commands = {"train": _train, "sample": _sample, "eval": _eval, "export": _export, "info": _info}
+    if args.command not in commands:
         parser.print_help()
         return 2
+    try:
+        return commands[args.command](args)
+    except SystemExit:  # TrainingInterrupted (130 / 143) and argparse exits pass through as they are
+        raise
+    except Exception as e:  # noqa: BLE001 - one readable line; --debug for the traceback
+        if debug:
+            raise
+        print(f"fastwgan: error: {_one_line(e)}", file=sys.stderr)
+        return 2 if isinstance(e, BAD_INPUT) else 1
+
+
+# bad input (status 2): a setting, a file or a missing optional package the user can fix; anything
+# else (a non-finite loss, a failed build) is a failed run (status 1)
+BAD_INPUT = (ValueError, TypeError, OSError, ImportError)
+
+
+def _one_line(e: BaseException) -> str:
+    msg = " ".join(str(e).split()) or type(e).__name__
+    if not isinstance(e, (ValueError, TypeError, OSError, ImportError, RuntimeError)):
+        msg = f"{type(e).__name__}: {msg} (an unexpected error: rerun with --debug for the traceback)"
+    return msg
+
+
+def _check_device(device: str) -> None:
+    if device == "auto":
+        return
+    import torch
+
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a device: use auto, cpu, cuda or cuda:N") from None
+
+
+def _check_backend(requested: str, device: str) -> None:
+    """An explicit --backend that cannot run here is bad input, said before any work."""
+    if requested == "auto":
+        return
+    import torch
+
+    from . import backend
+
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    for op in ("clipped_rmsprop", "gradient_penalty"):
+        try:
+            backend.resolve(op, dev, requested)
+        except RuntimeError as e:
+            raise ValueError(f"--backend {requested}: {e}") from None
+
+
+def _train(args) -> int:
     from pathlib import Path
 
-    from .trainer import TrainingInterrupted, train
+    import fastwgan
 
+    _check_device(args.device)
+    _check_backend(args.backend, args.device)
     n_critic = args.n_critic
     if n_critic is not None and n_critic.isdigit():
         n_critic = int(n_critic)
     out = args.out or str(Path("runs") / f"{Path(args.data).name}-{args.loss}")
     try:
-        result = train(
+        result = fastwgan.train(
             None, None, args.data, loss=args.loss, steps=args.steps, batch_size=args.batch_size,
             n_critic=n_critic, lr=args.lr, lr_g=args.lr_g, lr_decay=args.lr_decay, betas=tuple(args.betas) if args.betas else None,
             clip=args.clip, lam=args.lam, z_dim=args.z_dim, feature_matching=args.feature_matching,
@@ -101,18 +210,52 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep_checkpoints=args.keep_checkpoints, precision=args.precision, plots=not args.no_plots,
             compile=_on_off(args.compile), cuda_graphs=_on_off(args.cuda_graphs),
         )
-    except TrainingInterrupted as e:  # SIGINT/SIGTERM: the trainer checkpointed and printed how to resume
+    except fastwgan.TrainingInterrupted as e:  # SIGINT/SIGTERM: the trainer checkpointed and printed how to resume
         return int(e.code)
-    except FloatingPointError as e:  # non-finite loss/parameters: names the step and the last good checkpoint
-        print(f"fastwgan: error: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError) as e:
-        print(f"fastwgan: error: {e}", file=sys.stderr)
-        return 2
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         print(json.dumps(result.metrics, indent=2))
         pics = "" if args.no_plots else "samples.png, learning_curve.png, "
         print(f"wrote {result.out} ({pics}metrics.jsonl, summary.json, checkpoints/)")
+    return 0
+
+
+def _sample(args) -> int:
+    from .run import load
+    from .run import save_samples
+
+    suffix = os.path.splitext(args.out)[1].lower()
+    if suffix not in (".pt", ".npy", ".png"):
+        raise ValueError(f"--out {args.out!r}: the file must end in .pt, .npy or .png")
+    run = load(args.run, checkpoint=args.checkpoint)
+    x = run.sample(args.n, labels=args.labels, seed=args.seed)
+    save_samples(x.detach().cpu(), args.out, title=f"{args.n} samples, {run.path.name} step {run.step}")
+    print(f"wrote {args.out}: {args.n} samples of shape {tuple(x.shape[1:])} from {run.checkpoint}")
+    return 0
+
+
+def _eval(args) -> int:
+    from .run import load
+
+    run = load(args.run, checkpoint=args.checkpoint)
+    metrics = run.evaluate(args.n, data=args.data, seed=args.seed)
+    print(json.dumps(dict(metrics, step=run.step, checkpoint=str(run.checkpoint)), indent=2))
+    return 0
+
+
+def _export(args) -> int:
+    from .export import export_generator
+    from .run import load
+
+    run = load(args.run, checkpoint=args.checkpoint)
+    report = export_generator(run.generator, run.z_dim, args.out, n_classes=run.n_classes, route=args.format)
+    print(json.dumps(dict(report, step=run.step, z_dim=run.z_dim, n_classes=run.n_classes), indent=2))
+    return 0
+
+
+def _info(args) -> int:
+    from .info import info
+
+    print(json.dumps(info(), indent=2))
     return 0
 
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 LOSSES: tuple[str, ...] = ("wgan", "wgan-gp", "wgan-lp", "gan", "ns-gan")
 WASSERSTEIN_LOSSES: tuple[str, ...] = ("wgan", "wgan-gp", "wgan-lp")
+PENALTY_LOSSES: tuple[str, ...] = ("wgan-gp", "wgan-lp")  # the critic objective has a gradient penalty
 
 
 def critic_loss(loss: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:

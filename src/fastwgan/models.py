@@ -26,12 +26,62 @@ backward replace the plain ones there).
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from fastwgan.ops.activations import LeakyReLU, ReLU
+
+# --------------------------------------------------------------------------------------------
+# Model specs: what rebuilds a built-in model from a checkpoint (``fastwgan.load``)
+# --------------------------------------------------------------------------------------------
+_REGISTRY: dict[str, type[nn.Module]] = {}
+
+
+def _plain(v: Any) -> Any:
+    """Tuples as lists, so a spec is JSON and loads under ``torch.load(weights_only=True)``."""
+    return [_plain(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+
+def builtin_model(cls: type[nn.Module]) -> type[nn.Module]:
+    """Class decorator: every instance records the constructor arguments it was built with, so
+    ``model_spec`` / ``build_model`` can rebuild it (its weights come from the state_dict)."""
+    init = cls.__init__
+    sig = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        bound = sig.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        self._fastwgan_spec = {"class": cls.__name__,
+                               "kwargs": {k: _plain(v) for k, v in list(bound.arguments.items())[1:]}}
+
+    cls.__init__ = __init__
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def model_spec(module: nn.Module) -> dict[str, Any] | None:
+    """``{"class": name, "kwargs": {...}}`` for a built-in model (plain types only); None for
+    any other module, a subclass of a built-in one included (its constructor is unknown)."""
+    spec = getattr(module, "_fastwgan_spec", None)
+    if spec is None or _REGISTRY.get(spec["class"]) is not type(module):
+        return None
+    return {"class": spec["class"], "kwargs": dict(spec["kwargs"])}
+
+
+def build_model(spec: dict[str, Any]) -> nn.Module:
+    """The built-in model ``spec`` describes (freshly initialised; load its state_dict after)."""
+    if not isinstance(spec, dict) or spec.get("class") not in _REGISTRY:
+        name = spec.get("class") if isinstance(spec, dict) else spec
+        raise ValueError(f"{name!r} is not a built-in fastwgan model (one of {', '.join(sorted(_REGISTRY))}): "
+                         "pass the module itself")
+    return _REGISTRY[spec["class"]](**spec.get("kwargs", {}))
 
 __all__ = [
     "MLPGenerator",
@@ -40,6 +90,9 @@ __all__ = [
     "DCGANCritic",
     "infer_z_dim",
     "has_batchnorm",
+    "builtin_model",
+    "model_spec",
+    "build_model",
 ]
 
 
@@ -108,6 +161,7 @@ class _ProjectionHead(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
+@builtin_model
 class MLPGenerator(nn.Module):
     """gan_toy's generator: ``depth`` x (Linear, ReLU) of ``width`` units, then Linear to the
     output. With ``out_shape`` (e.g. (1, 8, 8)) the output is reshaped to images and squashed by
@@ -139,6 +193,7 @@ class MLPGenerator(nn.Module):
         return out
 
 
+@builtin_model
 class MLPCritic(nn.Module):
     """gan_toy's critic: ``depth`` x (Linear, ReLU) of ``width`` units, then Linear(width, 1).
     Image inputs are flattened; ``in_dim`` must equal the flattened size."""
@@ -184,6 +239,7 @@ def _n_scale(img_size: int) -> int:
     return int(math.log2(img_size // 4))  # number of stride-2 stages between 4x4 and img_size
 
 
+@builtin_model
 class DCGANGenerator(nn.Module):
     """z (B, z_dim) -> ConvT(4, 1, 0) to a 4x4 map of ngf * 2^(s-1) channels, then s stride-2
     ConvT(4, 2, 1) stages halving channels and doubling size, the last one to ``channels`` with
@@ -222,6 +278,7 @@ def _norm(kind: str, c: int) -> list[nn.Module]:
     return []
 
 
+@builtin_model
 class DCGANCritic(nn.Module):
     """x (B, channels, img_size, img_size) -> Conv(4, 2, 1) to ndf channels + LeakyReLU(0.2)
     (no norm), then stride-2 Conv(4, 2, 1) stages doubling channels, each with the chosen norm
@@ -288,3 +345,117 @@ def has_batchnorm(module: nn.Module) -> bool:
     """True when any BatchNorm layer is inside ``module`` (WGAN-GP's penalty is per sample,
     which BatchNorm's cross-sample coupling breaks)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+# --------------------------------------------------------------------------------------------
+# WGAN-GP's MNIST models (gan_mnist.py)
+# --------------------------------------------------------------------------------------------
+
+
+def _tflib_init(m: nn.Module) -> None:
+    """The initialisation of the WGAN-GP authors' tflib (improved_wgan_training): weights
+    ~ U(-s sqrt(3), s sqrt(3)) (std s), biases 0, with
+    Linear (their default, Glorot): s = sqrt(2 / (fan_in + fan_out));
+    Conv2D (He): s = sqrt(4 / (k^2 c_in + k^2 c_out / stride^2));
+    Deconv2D (He): s = sqrt(4 / (k^2 c_in / stride^2 + k^2 c_out)).
+    Label embeddings keep their own initialisation."""
+    if isinstance(m, nn.Linear):
+        s = math.sqrt(2.0 / (m.in_features + m.out_features))
+    elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        k2, stride2 = m.kernel_size[0] * m.kernel_size[1], m.stride[0] * m.stride[1]
+        c_in, c_out = (m.in_channels, m.out_channels)
+        if isinstance(m, nn.Conv2d):
+            s = math.sqrt(4.0 / (k2 * c_in + k2 * c_out / stride2))
+        else:
+            s = math.sqrt(4.0 / (k2 * c_in / stride2 + k2 * c_out))
+    else:
+        return
+    nn.init.uniform_(m.weight, -s * math.sqrt(3.0), s * math.sqrt(3.0))
+    nn.init.zeros_(m.bias)
+
+
+@builtin_model
+class MNISTGenerator(nn.Module):
+    """The WGAN-GP authors' MNIST generator (Gulrajani et al. 2017, ``gan_mnist.py``, WGAN-GP mode):
+
+        z (B, z_dim) -> Linear(z_dim, 4*4*4*dim) ReLU -> reshape (B, 4 dim, 4, 4)
+        -> ConvT5x5/2 (4 dim -> 2 dim) ReLU, 8x8 cropped to 7x7
+        -> ConvT5x5/2 (2 dim -> dim) ReLU, 14x14 -> ConvT5x5/2 (dim -> 1), 28x28 -> sigmoid,
+
+    so samples are (B, 1, 28, 28) in (0, 1): train it on the mnist data in [0, 1], not [-1, 1].
+    No normalisation (the authors' BatchNorm is in their WGAN-clipping mode only). Biases and
+    weights are initialised as in their tflib (``_tflib_init``). The stride-2 convolutions pad
+    symmetrically (PyTorch's ``padding=2, output_padding=1``) where TensorFlow's 'SAME' pads one
+    pixel less before than after: same shapes and parameter count, sampling grid shifted by one
+    pixel. dim=64 (the authors') has 1,554,177 parameters (z_dim=128); ``dim`` scales the widths
+    for cheaper CPU runs (dim=16: 196,545); the cost per WGAN-GP generator iteration of each width
+    is measured in benchmarks (RESULTS.md), not stated here.
+
+    For 32x32 digits (the mnist data at ``size=32``, zero-padded by 2) use the DCGAN-32 models:
+    ``DCGANGenerator(img_size=32, channels=1)`` with ``DCGANCritic(img_size=32, channels=1, norm="layer")``.
+    Conditional (``n_classes > 0``): a learned label embedding is appended to z, as for the other
+    built-in generators."""
+
+    def __init__(self, z_dim: int = 128, dim: int = 64, n_classes: int = 0) -> None:
+        super().__init__()
+        _check_positive(z_dim=z_dim, dim=dim)
+        _check_classes(n_classes)
+        self.z_dim, self.dim, self.n_classes, self.img_size, self.channels = z_dim, dim, n_classes, 28, 1
+        self.embed = nn.Embedding(n_classes, n_classes) if n_classes > 0 else None
+        self.fc = nn.Sequential(nn.Linear(z_dim + n_classes, 4 * 4 * 4 * dim), ReLU())
+        self.up1 = nn.Sequential(nn.ConvTranspose2d(4 * dim, 2 * dim, 5, 2, padding=2, output_padding=1), ReLU())
+        self.up2 = nn.Sequential(nn.ConvTranspose2d(2 * dim, dim, 5, 2, padding=2, output_padding=1), ReLU())
+        self.out = nn.ConvTranspose2d(dim, 1, 5, 2, padding=2, output_padding=1)
+        self.apply(_tflib_init)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        z = _generator_input(self, z, y)
+        h = self.fc(z).reshape(z.shape[0], 4 * self.dim, 4, 4)
+        h = self.up1(h)[:, :, :7, :7]  # 8x8 -> 7x7, so that two more doublings give 28x28
+        return torch.sigmoid(self.out(self.up2(h)))
+
+
+@builtin_model
+class MNISTCritic(nn.Module):
+    """The WGAN-GP authors' MNIST critic (``gan_mnist.py``, WGAN-GP mode): no normalisation,
+
+        x (B, 1, 28, 28) (or flat (B, 784)) -> Conv5x5/2 (1 -> dim) LeakyReLU(0.2), 14x14
+        -> Conv5x5/2 (dim -> 2 dim) LeakyReLU(0.2), 7x7 -> Conv5x5/2 (2 dim -> 4 dim) LeakyReLU(0.2), 4x4
+        -> flatten (the features, 4*4*4*dim) -> Linear(4*4*4*dim, 1),
+
+    scores of shape (B,). dim=64 has 1,030,145 parameters (dim=16: 65,537). Initialisation and
+    padding as in ``MNISTGenerator``. Conditional (``n_classes > 0``): the projection head of the
+    other built-in critics, D(x, y) = Linear(h) + <embed(y), h>."""
+
+    def __init__(self, dim: int = 64, n_classes: int = 0) -> None:
+        super().__init__()
+        _check_positive(dim=dim)
+        _check_classes(n_classes)
+        self.dim, self.n_classes, self.img_size, self.channels = dim, n_classes, 28, 1
+        self.body = nn.Sequential(
+            nn.Conv2d(1, dim, 5, 2, padding=2), LeakyReLU(0.2),
+            nn.Conv2d(dim, 2 * dim, 5, 2, padding=2), LeakyReLU(0.2),
+            nn.Conv2d(2 * dim, 4 * dim, 5, 2, padding=2), LeakyReLU(0.2),
+        )
+        self.n_features = 4 * 4 * 4 * dim
+        self.proj = _ProjectionHead(nn.Linear(self.n_features, 1), self.n_features, n_classes)
+        self.apply(_tflib_init)
+
+    def _image(self, x: Tensor) -> Tensor:
+        if x.dim() == 2 and x.shape[1] == 784:
+            return x.reshape(x.shape[0], 1, 28, 28)  # the authors feed flat digits
+        if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+            raise ValueError(f"MNISTCritic takes (B, 1, 28, 28) or flat (B, 784) digits, got {tuple(x.shape)}; for "
+                             "32x32 data use DCGANCritic(img_size=32, channels=1, norm='layer').")
+        return x
+
+    def features(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.body(self._image(x)).flatten(1)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.n_classes:
+            y = _need_labels(self, y, x.shape[0])
+        return self.proj(self.features(x), y)
+
+
+__all__ += ["MNISTGenerator", "MNISTCritic"]

@@ -46,6 +46,46 @@ def _check_hparams(lr: Any, alpha: float, eps: float, clip: float, weight_decay:
         raise ValueError(f"momentum must be >= 0, got {momentum}")
 
 
+_STATE_KEYS = ("step", "square_avg", "momentum_buffer", "grad_avg")  # RMSprop's layout
+
+
+def _check_rmsprop_state_dict(state_dict: Any) -> None:
+    """Refuse, at load time, a state_dict that is not RMSprop's / ClippedRMSprop's (an Adam one
+    would fail only at the first step, with a KeyError)."""
+    if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
+        raise ValueError(
+            "ClippedRMSprop.load_state_dict needs an optimizer state_dict (a dict with 'state' and "
+            f"'param_groups'), got {type(state_dict).__name__}"
+        )
+    need_of: dict[Any, list[str]] = {}
+    for i, group in enumerate(state_dict["param_groups"]):
+        if "alpha" not in group:
+            keys = sorted(k for k in group if k != "params")
+            raise ValueError(
+                f"this state_dict is not RMSprop's or ClippedRMSprop's: param_groups[{i}] has no "
+                f"'alpha' (its settings are {', '.join(keys)}). Load the state of the same kind "
+                "of optimizer (the critic's ClippedRMSprop / RMSprop), or start it fresh"
+            )
+        need = ["square_avg"] + (["momentum_buffer"] if group.get("momentum", 0) > 0 else []) \
+            + (["grad_avg"] if group.get("centered", False) else [])
+        need_of.update({pid: need for pid in group.get("params", [])})
+    for pid, st in state_dict["state"].items():
+        foreign = sorted(set(st) - set(_STATE_KEYS))
+        if foreign:
+            raise ValueError(
+                f"this state_dict is not RMSprop's or ClippedRMSprop's: the state of parameter "
+                f"{pid} holds {', '.join(foreign)} (ClippedRMSprop keeps {', '.join(_STATE_KEYS)}). "
+                "Load the state of the same kind of optimizer, or start it fresh"
+            )
+        missing = [k for k in need_of.get(pid, ["square_avg"]) if k not in st] if st else []
+        if missing:
+            raise ValueError(
+                f"the state of parameter {pid} lacks {', '.join(missing)}, which its param group's "
+                "settings need (square_avg always, momentum_buffer for momentum > 0, grad_avg for "
+                "centered=True): load a state_dict saved with the same settings"
+            )
+
+
 class ClippedRMSprop(torch.optim.Optimizer):
     """RMSProp followed by ``p.clamp_(-clip, clip)``, fused: one pass over memory per step.
 
@@ -135,6 +175,12 @@ class ClippedRMSprop(torch.optim.Optimizer):
                 elif which == "triton" and "triton" not in self._kernels:
                     self._kernels["triton"] = _ops.triton_op()
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """``torch.optim.Optimizer.load_state_dict``, refusing (ValueError) a state_dict of another
+        kind of optimizer (Adam's, say) before anything is loaded."""
+        _check_rmsprop_state_dict(state_dict)
+        super().load_state_dict(state_dict)
+
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["backend"] = self.backend
@@ -172,9 +218,14 @@ class ClippedRMSprop(torch.optim.Optimizer):
         """``step()`` with the gradients given as a list (the parameters' order, one group)
         instead of read from ``.grad``: the form the static training step uses under
         ``torch.compile`` and in CUDA graphs, where the gradients come from ``torch.func.grad``."""
-        if len(self.param_groups) != 1 or len(grads) != len(self.param_groups[0]["params"]):
-            raise ValueError("step_with_grads needs one param group and one gradient per parameter")
-        self._step_group(self.param_groups[0], grads)
+        if len(self.param_groups) != 1:
+            raise ValueError(
+                f"step_with_grads needs an optimizer with one param group, this one has "
+                f"{len(self.param_groups)}: call step() with .grad set instead"
+            )
+        if not isinstance(grads, (list, tuple)):
+            raise TypeError(f"grads must be a list of tensors, got {type(grads).__name__}")
+        self._step_group(self.param_groups[0], list(grads))
 
     def _step_group(self, group: dict[str, Any], grads: list[torch.Tensor] | None = None) -> None:
         lr, clip = group["lr"], group["clip"]
@@ -190,18 +241,15 @@ class ClippedRMSprop(torch.optim.Optimizer):
                 "False in param_groups (they came from a loaded state_dict)"
             )
         centered, use_m = group["centered"], group["momentum"] > 0
+        if grads is None:
+            grads = [p.grad for p in group["params"]]
+        _backend.check_grads(group["params"], grads)  # one rule, whichever backend runs
         buckets: dict[tuple[torch.device, torch.dtype, str], list[list[torch.Tensor]]] = {}
         no_grad: list[torch.Tensor] = []
-        for i, p in enumerate(group["params"]):
-            g = p.grad if grads is None else grads[i]
+        for p, g in zip(group["params"], grads):
             if g is None:
                 no_grad.append(p)
                 continue
-            if g.layout != torch.strided:  # sparse COO / CSR / ...
-                raise ValueError(
-                    "ClippedRMSprop does not support sparse gradients (as torch.optim.RMSprop): "
-                    "use dense parameters, e.g. nn.Embedding(sparse=False)"
-                )
             state = self.state[p]
             if len(state) == 0:
                 state["step"] = torch.zeros((), dtype=_get_scalar_dtype())

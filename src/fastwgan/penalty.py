@@ -43,8 +43,9 @@ from .reference import gradient_penalty as _ref
 __all__ = ["gradient_penalty", "gradient_penalty_functional", "penalty_at"]
 
 
-def _check_inputs(real, fake, lam, alpha) -> Tensor:
-    """Validate and return alpha as a (B,) tensor in real's dtype/device."""
+def _check_inputs(real, fake, lam, alpha, one_sided=False, labels=None) -> Tensor:
+    """Validate the settings both paths share; return alpha as a (B,) tensor in real's
+    dtype/device."""
     if not isinstance(real, Tensor) or not isinstance(fake, Tensor):
         raise TypeError(
             f"real and fake must be tensors, got {type(real).__name__} and {type(fake).__name__}"
@@ -67,7 +68,13 @@ def _check_inputs(real, fake, lam, alpha) -> Tensor:
         raise TypeError(f"lam must be a Python float, got {type(lam).__name__}")
     if not math.isfinite(lam) or lam < 0:
         raise ValueError(f"lam (the penalty weight) must be finite and >= 0, got {lam} (paper: 10)")
+    if not isinstance(one_sided, bool):
+        raise TypeError(
+            f"one_sided must be a bool (True: WGAN-LP's max(0, ||g|| - 1)^2), got "
+            f"{type(one_sided).__name__} {one_sided!r}"
+        )
     B = real.shape[0]
+    _check_labels(labels, B, real.device)
     if alpha is None:
         return torch.rand(B, device=real.device, dtype=real.dtype)
     if not isinstance(alpha, Tensor):
@@ -82,18 +89,63 @@ def _check_inputs(real, fake, lam, alpha) -> Tensor:
     return alpha.detach().reshape(B).to(device=real.device, dtype=real.dtype)
 
 
-def _call(critic, x: Tensor, labels):
-    return critic(x) if labels is None else critic(x, labels)
+def _check_labels(labels, B: int, device: torch.device) -> None:
+    if labels is None:
+        return
+    if not isinstance(labels, Tensor):
+        raise TypeError(
+            f"labels must be a tensor with one entry per sample (class ids of shape ({B},)), got "
+            f"{type(labels).__name__}: pass torch.as_tensor(labels)"
+        )
+    if labels.dim() == 0 or labels.shape[0] != B:
+        raise ValueError(
+            f"labels must hold one entry per sample, shape ({B},), got {tuple(labels.shape)}: pass "
+            "the labels of the real batch"
+        )
+    if labels.device != device:
+        raise ValueError(f"labels are on {labels.device} but real on {device}: move them together")
+
+
+def _call(critic, x: Tensor, labels, call=None):
+    """``critic(x[, labels])``; outside compilation, a failure of the critic on these inputs
+    (wrong data shape, dtype, device, labels out of range) is re-raised naming them."""
+    call = call or critic
+    if torch.compiler.is_compiling():
+        return call(x) if labels is None else call(x, labels)
+    try:
+        return call(x) if labels is None else call(x, labels)
+    except (RuntimeError, IndexError) as e:
+        if isinstance(e, torch.OutOfMemoryError):
+            raise
+        with_labels = "" if labels is None else (
+            f", with labels of shape {tuple(labels.shape)} and dtype {labels.dtype}")
+        raise ValueError(
+            f"the critic failed on the interpolated batch (shape {tuple(x.shape)}, {x.dtype}, on "
+            f"{x.device}: the shape, dtype and device of real and fake{with_labels}): "
+            f"{type(e).__name__}: {e}. Pass real, fake (and labels) that the critic takes"
+        ) from e
 
 
 def _check_output(out, B: int) -> None:
+    """The critic's output must be a tensor of one score per sample that depends on the input."""
     if not isinstance(out, Tensor):
         raise TypeError(f"the critic must return a tensor, got {type(out).__name__}")
-    if out.dim() == 0 or out.numel() != B or out.shape[0] != B:
+    _check_scores(out.shape, out.requires_grad, B)
+
+
+def _check_scores(shape: torch.Size, depends_on_x: bool, B: int) -> None:
+    """The one check of the critic's scores on both paths. Shape and ``requires_grad`` are
+    metadata: no host sync, and fixed at trace time under ``torch.compile``. Inside
+    ``torch.func.grad``, ``requires_grad`` says whether the output depends on the transformed
+    input x; on the eager path it may also come from the parameters, so that path checks the
+    input gradient as well."""
+    if len(shape) == 0 or math.prod(shape) != B or shape[0] != B:
         raise ValueError(
             f"the critic must return one score per sample, shape ({B},) or ({B}, 1), got "
-            f"{tuple(out.shape)}"
+            f"{tuple(shape)}"
         )
+    if not depends_on_x:
+        raise _no_input_dependence()
 
 
 def _no_input_dependence() -> ValueError:
@@ -127,7 +179,7 @@ def gradient_penalty(
         labels: passed through to the critic.
         backend: "auto" | "cpp" | "triton" | "reference" (see :mod:`fastwgan.backend`).
     """
-    alpha = _check_inputs(real, fake, lam, alpha)
+    alpha = _check_inputs(real, fake, lam, alpha, one_sided, labels)
     be = _backend.resolve("gradient_penalty", real.device, backend)
     B = real.shape[0]
     with torch.enable_grad():
@@ -135,8 +187,6 @@ def gradient_penalty(
         x_hat = x_hat.detach().requires_grad_(True)
         out = _call(critic, x_hat, labels)
         _check_output(out, B)
-        if not out.requires_grad:
-            raise _no_input_dependence()
         (g,) = torch.autograd.grad(
             out, x_hat, torch.ones_like(out), create_graph=True, allow_unused=True
         )
@@ -163,15 +213,15 @@ def gradient_penalty_functional(
     traced: "aot_autograd does not currently support double backward"). Uses the same zero-gradient
     convention (:func:`fastwgan.reference.gradient_penalty.safe_norm`). ``critic`` must be an
     ``nn.Module``; its parameters and buffers are passed explicitly, so ``P.backward()`` populates
-    their ``.grad`` as usual. Validation that needs a host sync (does the output depend on x?) is
-    left out on this path.
+    their ``.grad`` as usual. The same validation as :func:`gradient_penalty`, none of it a host
+    sync; the result is in the inputs' dtype (accumulated in at least float32).
     """
     if not isinstance(critic, torch.nn.Module):
         raise TypeError(
             f"gradient_penalty_functional needs an nn.Module critic, got {type(critic).__name__}: "
             "wrap the function in a module, or use gradient_penalty"
         )
-    alpha = _check_inputs(real, fake, lam, alpha)
+    alpha = _check_inputs(real, fake, lam, alpha, one_sided, labels)
     x_hat = _ref.interpolate(real.detach(), fake.detach(), alpha)
     state = {**dict(critic.named_parameters()), **dict(critic.named_buffers())}
     return penalty_at(critic, state, x_hat, lam=lam, one_sided=one_sided, labels=labels)
@@ -185,17 +235,30 @@ def penalty_at(critic: torch.nn.Module, state: dict[str, Tensor], x_hat: Tensor,
     The building block of :func:`gradient_penalty_functional` and of the static training step
     (:mod:`fastwgan.static_step`), which differentiates it once more with ``torch.func.grad`` over
     ``state``: every derivative is a ``torch.func`` transform, so ``torch.compile(fullgraph=True)``
-    traces the whole thing. The score is summed in float32 (autocast may run the critic in bf16);
-    the input gradient then has x_hat's dtype.
+    traces the whole thing. The score and the norm are accumulated in float32, or float64 for a
+    float64 x_hat (autocast may run the critic in bf16); the penalty has x_hat's dtype. The
+    critic's output is checked as on the eager path (shape, and that it depends on x): all
+    metadata, so free under compilation.
     """
-    args_tail = () if labels is None else (labels,)
+    B = x_hat.shape[0]
+    acc = torch.promote_types(x_hat.dtype, torch.float32)
+
+    def forward(*args: Tensor) -> Tensor:
+        return torch.func.functional_call(critic, state, args)
+
+    seen: list[tuple[torch.Size, bool]] = []
 
     def score_sum(x: Tensor) -> Tensor:
-        out = torch.func.functional_call(critic, state, (x, *args_tail))
-        return out.float().sum()
+        out = _call(critic, x, labels, call=forward)
+        if not isinstance(out, Tensor):
+            _check_output(out, B)
+        # checked after the transform: an exception raised inside torch.func.grad trips dynamo
+        seen.append((out.shape, out.requires_grad))
+        return out.to(acc).sum()
 
     g = torch.func.grad(score_sum)(x_hat)
-    gap = _ref.safe_norm(g.float()) - 1
+    _check_scores(*seen[0], B)
+    gap = _ref.safe_norm(g.to(acc)) - 1
     if one_sided:
         gap = gap.clamp(min=0)
-    return lam * gap.square().mean()
+    return (lam * gap.square().mean()).to(x_hat.dtype)

@@ -1,5 +1,10 @@
 """Pictures of a run: toy samples over the critic's score, image grids, learning curves.
 
+``save_samples`` is the one the trainer calls at the end of a run: it picks the picture for the
+data (a scatter for 2-D points, a grid for images, reshaping flat square images), draws images in
+the data's value range, and never raises: a picture that cannot be drawn is a warning, never the
+loss of a finished run.
+
 Figures are built with ``matplotlib.figure.Figure`` and rendered by the Agg canvas directly, never
 through pyplot: no display is needed, no global backend is switched, and no figure is left open in
 pyplot's registry. The image grid is written with Pillow directly.
@@ -8,12 +13,14 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["plot_toy", "save_image_grid", "plot_learning_curve"]
+__all__ = ["plot_toy", "save_image_grid", "save_samples", "as_images", "plot_learning_curve"]
 
 
 def _figure(**kw):
@@ -87,10 +94,13 @@ def plot_toy(samples, real, critic: nn.Module | None = None, path: str = "toy.pn
     return path
 
 
-def save_image_grid(images: Tensor, path: str, nrow: int = 8, min_cell: int = 32, pad: int = 2) -> str:
-    """Tile (N, C, H, W) images in [-1, 1] into a PNG, ``nrow`` per row, ``pad`` px of black
-    between cells. Cells smaller than ``min_cell`` px are upscaled by an integer factor with
-    nearest neighbour (8x8 digits become 32x32 blocks, no blur)."""
+def save_image_grid(images: Tensor, path: str, nrow: int = 8, min_cell: int = 32, pad: int = 2,
+                    value_range: tuple[float, float] = (-1.0, 1.0)) -> str:
+    """Tile (N, C, H, W) images with values in ``value_range`` = (lo, hi) into a PNG, ``nrow`` per
+    row, ``pad`` px of black between cells: a value v is drawn as grey level
+    255 * (v - lo) / (hi - lo), values outside the range clamped to it and NaN drawn as lo. Cells
+    smaller than ``min_cell`` px are upscaled by an integer factor with nearest neighbour (8x8
+    digits become 32x32 blocks, no blur)."""
     from PIL import Image
 
     if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] not in (1, 3) or images.shape[0] == 0:
@@ -98,8 +108,11 @@ def save_image_grid(images: Tensor, path: str, nrow: int = 8, min_cell: int = 32
         raise ValueError(f"images must be a non-empty tensor (N, C, H, W) with C in (1, 3), got {shape}.")
     if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow <= 0:
         raise ValueError(f"nrow must be a positive int, got {nrow!r}.")
-    x = images.detach().float().cpu().clamp(-1, 1)
-    x = torch.nan_to_num(x, nan=-1.0)
+    lo, hi = (float(v) for v in value_range)
+    if not lo < hi:
+        raise ValueError(f"value_range must be (lo, hi) with lo < hi, got {value_range!r}.")
+    x = images.detach().float().cpu()
+    x = torch.nan_to_num((x - lo) / (hi - lo), nan=0.0).clamp(0, 1)  # in [0, 1], lo -> black
     n, c, h, w = x.shape
     k = max(1, math.ceil(min_cell / min(h, w)))
     if k > 1:
@@ -107,15 +120,69 @@ def save_image_grid(images: Tensor, path: str, nrow: int = 8, min_cell: int = 32
         h, w = h * k, w * k
     cols = min(nrow, n)
     rows = math.ceil(n / cols)
-    canvas = torch.full((c, rows * (h + pad) + pad, cols * (w + pad) + pad), -1.0)
+    canvas = torch.zeros((c, rows * (h + pad) + pad, cols * (w + pad) + pad))
     for i in range(n):
         r0, c0 = pad + (i // cols) * (h + pad), pad + (i % cols) * (w + pad)
         canvas[:, r0 : r0 + h, c0 : c0 + w] = x[i]
-    arr = ((canvas + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    arr = (canvas * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     img = Image.fromarray(np.ascontiguousarray(arr[:, :, 0]) if c == 1 else arr)  # uint8 2-D -> "L", HxWx3 -> "RGB"
     _ensure_dir(path)
     img.save(path, format="PNG")
     return path
+
+
+def as_images(x: Tensor) -> Tensor | None:
+    """``x`` as (N, C, H, W) with C in (1, 3) for drawing, or None when it is not images:
+    (N, C, H, W) as is; (N, H, W) as one channel; flat (N, D) as square images when D is s*s
+    (grey) or 3*s*s (RGB, channels first, as ``x.flatten(1)`` of (N, 3, s, s) lays it out),
+    s >= 4."""
+    if x.dim() == 4 and x.shape[1] in (1, 3):
+        return x
+    if x.dim() == 3:
+        return x.unsqueeze(1)
+    if x.dim() == 2:
+        n, d = x.shape
+        for c in (1, 3):
+            s = math.isqrt(d // c)
+            if d % c == 0 and s >= 4 and c * s * s == d:
+                return x.reshape(n, c, s, s)
+    return None
+
+
+def _warn_no_picture(path: Any, reason: str) -> None:
+    warnings.warn(f"fastwgan: no sample picture written to {os.fspath(path)}: {reason}. The run's results are "
+                  "kept.", RuntimeWarning, stacklevel=3)
+
+
+def save_samples(fake: Tensor, real: Tensor, source: Any, path: str, *, critic: nn.Module | None = None,
+                 title: str = "", value_range: tuple[float, float] | None = None, nrow: int = 8) -> str | None:
+    """The end-of-run picture of generated samples ``fake`` beside ``real`` ones; never raises.
+
+    2-D points (a toy ``source``, or samples of shape (N, 2)): :func:`plot_toy`, with the
+    critic's score under them when ``critic`` is given. Anything :func:`as_images` can lay out
+    as images: a grid of ``fake`` drawn in ``value_range`` (default ``source.value_range``, else
+    (-1, 1)), out-of-range values clamped for display. Otherwise, for non-finite samples, or
+    when drawing fails, a RuntimeWarning names the reason and no file is written.
+    Returns the path written, or None.
+    """
+    try:
+        fake = torch.as_tensor(fake).detach().float().cpu()
+        bad = int((~torch.isfinite(fake)).sum())
+        if bad:
+            _warn_no_picture(path, f"the generated samples hold {bad} NaN or inf values (the generator diverged)")
+            return None
+        if getattr(source, "is_toy", False) or (fake.dim() == 2 and fake.shape[1] == 2):
+            return plot_toy(fake, real, critic=critic, path=path, title=title)
+        images = as_images(fake)
+        if images is None:
+            _warn_no_picture(path, f"samples of shape {tuple(fake.shape)} are neither 2-D points nor images "
+                                   "(N, C, H, W) / flat square images")
+            return None
+        vr = value_range or getattr(source, "value_range", None) or (-1.0, 1.0)
+        return save_image_grid(images, path, nrow=nrow, value_range=vr)
+    except Exception as e:  # noqa: BLE001 - a picture never costs a finished run
+        _warn_no_picture(path, f"drawing failed ({type(e).__name__}: {e})")
+        return None
 
 
 def plot_learning_curve(history: list[dict], path: str) -> str:

@@ -31,7 +31,23 @@ takes the tensor lists as they are, and
   addresses from an address table (int64, cast to pointers in the kernel). The block table depends
   only on the tensor sizes and is built once; the address table (5 x n int64) is rebuilt only when
   a pointer changes (fresh ``.grad`` allocations) and copied host-to-device from pinned memory
-  without a sync. So the step is one launch plus at most one small copy.
+  without a sync. So the step is one launch plus at most one small copy. The table hides the
+  alignment of each tensor from the compiler, so the launcher checks it (torch's allocator
+  returns 16-byte aligned storage; a view at an odd offset is not) and, when every address is a
+  multiple of 16 bytes, specializes the kernel with ``ALIGNED``: the pointers are then marked
+  ``tl.multiple_of(ptr, 16)`` and every full block, read and written without a mask, moves
+  128-bit vectors (``ld.global.v4`` / ``st.global.v4``, checked in the PTX by
+  tests/test_triton_compile.py); the last block of each tensor is masked.
+
+FMA contraction policy (Triton): the kernel is launched with ``enable_fp_fusion=False``, so no
+``a*b + c`` is fused: each product and each sum is rounded on its own, as in the interpreter the
+tests run, in the C++ kernel (no FMA without -march flags) and in torch's CPU kernels for these
+expressions. With sqrt and division correctly rounded (sqrt_rn, div_rn) the kernel then gives on a
+GPU bitwise what the interpreter tests verify. torch's own CUDA RMSprop is built by nvcc with
+contraction on and its AVX-512 CPU kernels use fmadd, so equality with *torch* is not claimed
+bitwise: the tests hold every backend to the rule (at most twice torch32's error against fp64
+plus one fp32 epsilon at the tensor's scale), which absorbs one FMA's difference (at most
+u*|a*b| per contracted pair, of the order of torch's own rounding).
 
 Both are registered with ``torch.library`` (``fastwgan::clipped_rmsprop_`` from C++,
 ``fastwgan::clipped_rmsprop_triton_`` here) with mutation annotations and fake implementations,
@@ -58,19 +74,19 @@ TRITON_BLOCK = 1024
 # --------------------------------------------------------------------------------------------
 # Triton kernel
 # --------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
-def triton_kernel() -> Any:
-    """The Triton kernel, defined on first use: triton is imported only when a Triton step runs,
-    and TRITON_INTERPRET is read then (the interpreter is chosen when a kernel is defined)."""
-    if not backend.triton_available():
-        raise RuntimeError(
-            "the Triton clipped RMSProp kernel needs triton: `pip install triton==3.7.1`"
-        )
+def define_triton_kernels() -> dict:
+    """Define the Triton kernel (uncached; ``triton_kernel`` caches it for the launcher).
+
+    TRITON_INTERPRET is read when a kernel is defined, so the launcher's kernel follows the
+    session's mode; ``tests/test_triton_compile.py`` calls this with the variable unset to get
+    the compilable JITFunction (compiled there for sm_80/sm_90 in every specialization).
+    """
     import triton
     import triton.language as tl
 
-    @triton.jit
-    def _clipped_rmsprop_kernel(
+    @triton.jit(do_not_specialize=["T", "NB"],
+                do_not_specialize_on_alignment=["addr_ptr", "numel_ptr", "blk_ptr"])
+    def clipped_rmsprop_kernel(
         addr_ptr,  # int64 [5, T]: base addresses of p, g, v, grad_avg, momentum_buffer
         numel_ptr,  # int64 [T]
         blk_ptr,  # int64 [2, NB]: tensor index, block index inside that tensor
@@ -88,8 +104,11 @@ def triton_kernel() -> Any:
         MOMENTUM: tl.constexpr,
         WEIGHT_DECAY: tl.constexpr,
         LERP_SMALL: tl.constexpr,
+        ALIGNED: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
+        # T and NB are not specialized (no recompilation when the model changes); the three
+        # int64 tables are read by scalar loads, so their alignment does not matter.
         pid = tl.program_id(0)
         t = tl.load(blk_ptr + pid)
         bi = tl.load(blk_ptr + NB + pid)
@@ -98,45 +117,89 @@ def triton_kernel() -> Any:
         p_base = tl.load(addr_ptr + t).to(fp)
         g_base = tl.load(addr_ptr + T + t).to(fp)
         v_base = tl.load(addr_ptr + 2 * T + t).to(fp)
+        ga_base = tl.load(addr_ptr + 3 * T + t).to(fp)  # 0 (unused) unless CENTERED
+        b_base = tl.load(addr_ptr + 4 * T + t).to(fp)  # 0 (unused) unless MOMENTUM
+        if ALIGNED:
+            # every address of this launch is a multiple of 16 bytes (checked by the launcher);
+            # the int64 table hides that from the compiler's alignment analysis
+            p_base = tl.multiple_of(p_base, 16)
+            g_base = tl.multiple_of(g_base, 16)
+            v_base = tl.multiple_of(v_base, 16)
+            ga_base = tl.multiple_of(ga_base, 16)
+            b_base = tl.multiple_of(b_base, 16)
         offs = bi * BLOCK + tl.arange(0, BLOCK)  # int64: tensors over 2^31 elements are fine
         mask = offs < n
-        p = tl.load(p_base + offs, mask=mask, other=0.0)
-        g = tl.load(g_base + offs, mask=mask, other=0.0)
-        v = tl.load(v_base + offs, mask=mask, other=0.0)
+        # All blocks but a tensor's last are full: read and written without a mask, so that
+        # (ALIGNED) each thread moves 128-bit vectors. Both branches load the same values.
+        full = (bi + 1) * BLOCK <= n
+        if full:
+            p = tl.load(p_base + offs)
+            g = tl.load(g_base + offs)
+            v = tl.load(v_base + offs)
+        else:
+            p = tl.load(p_base + offs, mask=mask, other=0.0)
+            g = tl.load(g_base + offs, mask=mask, other=0.0)
+            v = tl.load(v_base + offs, mask=mask, other=0.0)
         # Same order of roundings as csrc/clipped_rmsprop.h (and torch.optim.RMSprop); sqrt and
-        # division round to nearest (sqrt_rn / div_rn), as torch's CUDA and CPU kernels do.
+        # division round to nearest (sqrt_rn / div_rn), as torch's CUDA and CPU kernels do; no
+        # a*b+c is contracted into an FMA (the launcher passes enable_fp_fusion=False).
         if WEIGHT_DECAY:
             g = g + weight_decay * p
         v = v * alpha
         v = v + (one_minus_alpha * g) * g
         if CENTERED:
-            ga_base = tl.load(addr_ptr + 3 * T + t).to(fp)
-            ga = tl.load(ga_base + offs, mask=mask, other=0.0)
+            if full:
+                ga = tl.load(ga_base + offs)
+            else:
+                ga = tl.load(ga_base + offs, mask=mask, other=0.0)
             if LERP_SMALL:
                 ga = ga + one_minus_alpha * (g - ga)
             else:
                 ga = g - (g - ga) * lerp_w_compl
-            tl.store(ga_base + offs, ga, mask=mask)
+            if full:
+                tl.store(ga_base + offs, ga)
+            else:
+                tl.store(ga_base + offs, ga, mask=mask)
             d = tl.sqrt_rn(v + (-ga) * ga)
         else:
             d = tl.sqrt_rn(v)
         d = d + eps
         if MOMENTUM:
-            b_base = tl.load(addr_ptr + 4 * T + t).to(fp)
-            b = tl.load(b_base + offs, mask=mask, other=0.0)
+            if full:
+                b = tl.load(b_base + offs)
+            else:
+                b = tl.load(b_base + offs, mask=mask, other=0.0)
             b = b * momentum
             b = b + tl.div_rn(g, d)
-            tl.store(b_base + offs, b, mask=mask)
+            if full:
+                tl.store(b_base + offs, b)
+            else:
+                tl.store(b_base + offs, b, mask=mask)
             p = p + lr_neg * b
         else:
             p = p + tl.div_rn(lr_neg * g, d)
         # NaN-keeping clamp, like torch.clamp_: comparisons with NaN are false.
         p = tl.where(p < -clip, -clip, p)
         p = tl.where(clip < p, clip, p)
-        tl.store(p_base + offs, p, mask=mask)
-        tl.store(v_base + offs, v, mask=mask)
+        if full:
+            tl.store(p_base + offs, p)
+            tl.store(v_base + offs, v)
+        else:
+            tl.store(p_base + offs, p, mask=mask)
+            tl.store(v_base + offs, v, mask=mask)
 
-    return _clipped_rmsprop_kernel
+    return {"clipped_rmsprop_kernel": clipped_rmsprop_kernel}
+
+
+@functools.lru_cache(maxsize=None)
+def triton_kernel() -> Any:
+    """The Triton kernel, defined on first use: triton is imported only when a Triton step runs,
+    and TRITON_INTERPRET is read then (the interpreter is chosen when a kernel is defined)."""
+    if not backend.triton_available():
+        raise RuntimeError(
+            "the Triton clipped RMSProp kernel needs triton: `pip install triton==3.7.1`"
+        )
+    return define_triton_kernels()["clipped_rmsprop_kernel"]
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -236,26 +299,30 @@ def _launch_triton(
     table = _addresses.get(addrs, device)
     blocks = _block_table(tuple(p.numel() for p in params), device)
     nb = blocks.shape[1]
-    w = 1.0 - alpha
+    w = 1.0 - float(alpha)
+    # Python floats throughout: an int (momentum=0 from a config) would be specialized by the JIT
+    # as an integer argument (1 even as a compile-time constant) and compile another kernel.
     kernel[(nb,)](
         table,
         table[5 * n:],
         blocks,
         n,
         nb,
-        -lr,
-        alpha,
+        -float(lr),
+        float(alpha),
         w,
-        eps,
-        weight_decay,
-        momentum,
+        float(eps),
+        float(weight_decay),
+        float(momentum),
         1.0 - w,
-        clip,
-        CENTERED=centered,
+        float(clip),
+        CENTERED=bool(centered),
         MOMENTUM=use_m,
         WEIGHT_DECAY=weight_decay != 0,
-        LERP_SMALL=abs(w) < 0.5,
+        LERP_SMALL=bool(centered) and abs(w) < 0.5,  # only the centred average uses it
+        ALIGNED=all(a % 16 == 0 for a in addrs[: 5 * n]),
         BLOCK=TRITON_BLOCK,
+        enable_fp_fusion=False,  # FMA policy: module docstring
     )
 
 

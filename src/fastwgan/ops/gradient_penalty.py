@@ -11,6 +11,24 @@ Three kernels, each one pass over memory (fp32 bytes per element in brackets):
   * ``norm_penalty``:  per-sample norm + penalty scalar (4 B: read g once)
   * its backward:      dP/dg = gout * 2 lam / B * gap_b / n_b * g_b (8 B; autograd's chain ~24)
 
+Triton specifics:
+  * fp16/bf16 data is loaded as is and computed in float32 (the sum of squares would overflow
+    fp16 at |g| > 256), fp64 in float64; norms are returned in that accumulator dtype.
+  * Square roots round to nearest (``sqrt_rn``; ``tl.sqrt`` would be ``sqrt.approx.ftz.f32``), as
+    torch's do.
+  * The norm is row-parallel: a row is cut into S chunks (``norm_split``) so that the grid has at
+    least TARGET_PROGRAMS programs (batch 64 of 3x64x64: 64 x 4 = 256 >= 132 SMs); a second, tiny
+    kernel sums the S partial sums of each row in a fixed order and takes the root. Forward and
+    backward stay deterministic (no atomics). The backward is a (B, N / BLOCK) grid already.
+  * FMA contraction policy: every launch passes ``enable_fp_fusion=False``, so each product and
+    each sum is rounded on its own, as in the interpreter the tests run and in the plain-PyTorch
+    reference (one op per rounding). The elementwise kernels therefore give on a GPU bitwise what
+    the interpreter tests verify; the norms differ from the interpreter only in the order of the
+    tree reduction, which the tests' rule (twice plain fp32's error) covers. With contraction
+    on, each ``a*b + c`` would instead be within u*|a*b| of the unfused value, a difference of
+    the order of plain fp32's own rounding that the same rule would also absorb. Off costs one
+    extra instruction per uncontracted pair in kernels bound by memory traffic, not arithmetic.
+
 Backends: C++ (``csrc/gradient_penalty.cpp``, registered as ``torch.ops.fastwgan.*`` with fake
 implementations so ``torch.compile`` keeps them in the graph), Triton (GPU, or CPU under
 ``TRITON_INTERPRET=1``), and the plain-PyTorch reference.
@@ -69,70 +87,167 @@ def _cpp_ops():
 # --------------------------------------------------------------------------------------------
 # Triton backend
 # --------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
-def _triton_kernels():
+def define_triton_kernels() -> dict:
+    """Define the Triton kernels (uncached; ``_triton_kernels`` caches them for the launchers).
+
+    TRITON_INTERPRET is read when a kernel is defined, so the launchers' kernels follow the
+    session's mode, and ``tests/test_triton_compile.py`` calls this with the variable unset to get
+    compilable JITFunctions (each kernel returned here is compiled there for sm_80 and sm_90).
+
+    Every kernel computes in ``ACC`` (float32 for fp16/bf16/fp32 data, float64 for fp64 data),
+    loads and stores in the data's dtype, and is launched with ``enable_fp_fusion=False`` (see
+    the module docstring).
+    """
     import triton
     import triton.language as tl
 
-    @triton.jit
-    def interp_kernel(real_ptr, fake_ptr, alpha_ptr, out_ptr, N, BLOCK: tl.constexpr):
+    # alpha and coef are read once per program (a scalar load): their alignment does not matter,
+    # so it is not a specialization (one compiled kernel fewer per case)
+    @triton.jit(do_not_specialize_on_alignment=["alpha_ptr"])
+    def interp_kernel(real_ptr, fake_ptr, alpha_ptr, out_ptr, N, BLOCK: tl.constexpr,
+                      ACC: tl.constexpr):
         row = tl.program_id(0).to(tl.int64)
         offs = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         m = offs < N
-        a = tl.load(alpha_ptr + row)
-        r = tl.load(real_ptr + row * N + offs, mask=m, other=0.0)
-        f = tl.load(fake_ptr + row * N + offs, mask=m, other=0.0)
+        a = tl.load(alpha_ptr + row).to(ACC)
+        r = tl.load(real_ptr + row * N + offs, mask=m, other=0.0).to(ACC)
+        f = tl.load(fake_ptr + row * N + offs, mask=m, other=0.0).to(ACC)
         # same expression and order as the reference a*r + (1-a)*f
         tl.store(out_ptr + row * N + offs, a * r + (1.0 - a) * f, mask=m)
 
     @triton.jit
-    def norm_kernel(g_ptr, norm_ptr, N, BLOCK: tl.constexpr):
-        # one program per sample: a blocked sum of squares (BLOCK partial sums, then a tree
-        # reduction), the same error order as torch's cascade sum
+    def norm_kernel(g_ptr, out_ptr, N, CHUNK, BLOCK: tl.constexpr, ACC: tl.constexpr,
+                    SPLIT: tl.constexpr):
+        # Program (b, s) sums the squares of row b's elements [s*CHUNK, (s+1)*CHUNK): BLOCK
+        # partial sums, then a tree reduction (the error order of torch's cascade sum). SPLIT:
+        # store that partial sum at out[b*S + s] for norm_finish_kernel; else (one program per
+        # row) store the row's norm at out[b].
         row = tl.program_id(0).to(tl.int64)
-        acc = tl.zeros([BLOCK], dtype=g_ptr.dtype.element_ty)
-        for start in range(0, N, BLOCK):
-            offs = start + tl.arange(0, BLOCK)
-            x = tl.load(g_ptr + row * N + offs, mask=offs < N, other=0.0)
+        s = tl.program_id(1).to(tl.int64)
+        acc = tl.zeros([BLOCK], dtype=ACC)
+        for start in range(0, CHUNK, BLOCK):
+            offs = s * CHUNK + start + tl.arange(0, BLOCK)
+            x = tl.load(g_ptr + row * N + offs, mask=offs < N, other=0.0).to(ACC)
             acc += x * x
-        tl.store(norm_ptr + row, tl.sqrt(tl.sum(acc, axis=0)))
+        total = tl.sum(acc, axis=0)
+        if SPLIT:
+            tl.store(out_ptr + row * tl.num_programs(1) + s, total)
+        elif ACC == tl.float64:
+            tl.store(out_ptr + row, tl.sqrt(total))  # sqrt.rn.f64: PTX has no other f64 sqrt
+        else:
+            tl.store(out_ptr + row, tl.sqrt_rn(total))
 
     @triton.jit
-    def backward_kernel(g_ptr, coef_ptr, out_ptr, N, BLOCK: tl.constexpr):
+    def norm_finish_kernel(part_ptr, norm_ptr, S, SBLOCK: tl.constexpr, ACC: tl.constexpr):
+        # norm[b] = sqrt(sum_s part[b, s]), S <= SBLOCK partial sums per row
+        row = tl.program_id(0).to(tl.int64)
+        offs = tl.arange(0, SBLOCK)
+        x = tl.load(part_ptr + row * S + offs, mask=offs < S, other=0.0)
+        total = tl.sum(x, axis=0)
+        if ACC == tl.float64:
+            tl.store(norm_ptr + row, tl.sqrt(total))
+        else:
+            tl.store(norm_ptr + row, tl.sqrt_rn(total))
+
+    @triton.jit(do_not_specialize_on_alignment=["coef_ptr"])
+    def backward_kernel(g_ptr, coef_ptr, out_ptr, N, BLOCK: tl.constexpr, ACC: tl.constexpr):
         row = tl.program_id(0).to(tl.int64)
         offs = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         m = offs < N
-        c = tl.load(coef_ptr + row)
-        x = tl.load(g_ptr + row * N + offs, mask=m, other=0.0)
+        c = tl.load(coef_ptr + row).to(ACC)
+        x = tl.load(g_ptr + row * N + offs, mask=m, other=0.0).to(ACC)
         tl.store(out_ptr + row * N + offs, c * x, mask=m)
 
-    return triton, interp_kernel, norm_kernel, backward_kernel
+    return {"interp_kernel": interp_kernel, "norm_kernel": norm_kernel,
+            "norm_finish_kernel": norm_finish_kernel, "backward_kernel": backward_kernel}
 
 
-_BLOCK = 1024
+@functools.lru_cache(maxsize=None)
+def _triton_kernels() -> dict:
+    return define_triton_kernels()
+
+
+BLOCK = 1024
+# The split norm: a row of N elements is cut into S chunks of whole BLOCKs, so that B * S is at
+# least TARGET_PROGRAMS (two programs per SM of a 132-SM H100; it also fills a 108-SM A100).
+# A fixed target, not the device's SM count: the summation order (hence the bits of the norm)
+# then depends only on (B, N), not on which GPU runs it. S <= MAX_SPLITS = SBLOCK of the finish.
+TARGET_PROGRAMS = 264
+MAX_SPLITS = 64
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the kernels compute in: float64 for float64 data, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _tl_acc(dtype: torch.dtype):
+    import triton.language as tl
+
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def norm_split(B: int, N: int) -> tuple[int, int]:
+    """(S, CHUNK): programs per row and elements per program of the norm; the grid is (B, S)."""
+    nblocks = max(1, -(-N // BLOCK))
+    want = min(nblocks, MAX_SPLITS, max(1, -(-TARGET_PROGRAMS // max(B, 1))))
+    chunk = -(-nblocks // want) * BLOCK  # whole blocks per program
+    return -(-max(N, 1) // chunk), chunk
+
+
+# the FMA policy (module docstring): every launch rounds each product and each sum on its own
+_LAUNCH_OPTS = {"enable_fp_fusion": False}
+
+
+def _row_length(t: Tensor) -> tuple[int, int]:
+    """(B, N) of a (B, N) tensor, refusing rows the kernels' int32 row length cannot hold."""
+    B, N = t.shape
+    if N >= 2**31:
+        raise ValueError(
+            f"a sample of {N} elements (>= 2^31) is too long for the Triton gradient-penalty "
+            "kernels (int32 row length): use backend='reference'"
+        )
+    return B, N
 
 
 def _triton_interpolate(real: Tensor, fake: Tensor, alpha: Tensor) -> Tensor:
-    triton, k, _, _ = _triton_kernels()
-    B, N = real.shape
+    import triton
+
+    k = _triton_kernels()["interp_kernel"]
+    B, N = _row_length(real)
     out = torch.empty_like(real)
-    k[(B, triton.cdiv(N, _BLOCK))](real, fake, alpha, out, N, BLOCK=_BLOCK)
+    k[(B, triton.cdiv(N, BLOCK))](real, fake, alpha, out, N, BLOCK=BLOCK,
+                                  ACC=_tl_acc(real.dtype), **_LAUNCH_OPTS)
     return out
 
 
 def _triton_norm(g: Tensor) -> Tensor:
-    triton, _, k, _ = _triton_kernels()
-    B, N = g.shape
-    norm = torch.empty(B, dtype=g.dtype, device=g.device)
-    k[(B,)](g, norm, N, BLOCK=_BLOCK)
+    """Per-row L2 norms of g (B, N), in ``acc_dtype(g.dtype)``."""
+    ks = _triton_kernels()
+    B, N = _row_length(g)
+    acc = acc_dtype(g.dtype)
+    norm = torch.empty(B, dtype=acc, device=g.device)
+    S, chunk = norm_split(B, N)
+    if S == 1:
+        ks["norm_kernel"][(B, 1)](g, norm, N, chunk, BLOCK=BLOCK, ACC=_tl_acc(g.dtype),
+                                  SPLIT=False, **_LAUNCH_OPTS)
+        return norm
+    part = torch.empty(B, S, dtype=acc, device=g.device)
+    ks["norm_kernel"][(B, S)](g, part, N, chunk, BLOCK=BLOCK, ACC=_tl_acc(g.dtype), SPLIT=True,
+                              **_LAUNCH_OPTS)
+    ks["norm_finish_kernel"][(B,)](part, norm, S, SBLOCK=MAX_SPLITS, ACC=_tl_acc(g.dtype),
+                                   **_LAUNCH_OPTS)
     return norm
 
 
 def _triton_scale_rows(g: Tensor, coef: Tensor) -> Tensor:
-    triton, _, _, k = _triton_kernels()
-    B, N = g.shape
+    import triton
+
+    k = _triton_kernels()["backward_kernel"]
+    B, N = _row_length(g)
     out = torch.empty_like(g)
-    k[(B, triton.cdiv(N, _BLOCK))](g, coef.contiguous(), out, N, BLOCK=_BLOCK)
+    k[(B, triton.cdiv(N, BLOCK))](g, coef.contiguous(), out, N, BLOCK=BLOCK,
+                                  ACC=_tl_acc(g.dtype), **_LAUNCH_OPTS)
     return out
 
 
@@ -153,7 +268,8 @@ def _backward_coef(gout: Tensor, norm: Tensor, lam: float, one_sided: bool) -> T
     B = norm.shape[0]
     pos = norm > 0
     inv = torch.where(pos, 1.0 / torch.where(pos, norm, torch.ones_like(norm)), 0.0)
-    return gout * (2.0 * lam / B) * _gap(norm, one_sided) * inv
+    # gout in the norm's dtype first: a half-precision upstream gradient is not rounded again
+    return gout.to(norm.dtype) * (2.0 * lam / B) * _gap(norm, one_sided) * inv
 
 
 def _ref_norm_penalty(g: Tensor, lam: float, one_sided: bool) -> Tensor:

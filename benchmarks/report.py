@@ -1,0 +1,243 @@
+"""Generate benchmarks/RESULTS.md from the results files (never edit RESULTS.md by hand).
+
+    python benchmarks/report.py [--results benchmarks/results] [--out benchmarks/RESULTS.md]
+
+For each ``<suite>.jsonl`` written by the harness (benchmarks/_bench.py) the newest run that is
+not a smoke run gives one section: its command, machine, versions, date and thread count, then a
+table with one row per (group, contender) and, per precision, the median seconds per unit with
+the quartiles of the rounds and the ratio against the group's plain-PyTorch baseline *at that
+precision* (fastwgan bf16 against textbook bf16, fp32 against fp32). What a precision change buys
+is a table of its own (the same contender, bf16 against fp32), never folded into a speed-up.
+Time-to-quality runs (time_to_quality.jsonl) get their own table. Then every Markdown fragment in
+the results folder (``*.md``, written by other scripts or by hand, e.g. notes.md) is included
+verbatim under a heading naming its file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PRECISIONS = ("fp32", "bf16", "fp16")
+TITLES = {
+    "train_loop": "Whole training iterations: fastwgan against the textbook loop, at equal precision",
+    "gradient_penalty": "Gradient-penalty critic step and its kernels",
+    "clipped_rmsprop": "Fused clipped RMSProp (the WGAN critic update)",
+    "time_to_quality": "Time to quality",
+}
+ORDER = ("time_to_quality", "train_loop", "gradient_penalty", "clipped_rmsprop")
+
+
+# ------------------------------------------------------------------------------------------------
+# reading
+# ------------------------------------------------------------------------------------------------
+def newest_run(path: Path, include_smoke: bool = False) -> tuple[dict, list[dict]] | None:
+    """(run line, its measurements) of the last run in ``path`` with measurements."""
+    runs: dict[str, dict] = {}
+    rows: dict[str, list[dict]] = defaultdict(list)
+    order: list[str] = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"{path}:{n}: not JSON ({e}); delete or fix that line and run report.py again")
+        if rec.get("kind") == "run":
+            runs[rec["run"]] = rec
+            order.append(rec["run"])
+        elif rec.get("kind") == "measurement":
+            rows[rec["run"]].append(rec)
+    for run in reversed(order):
+        if rows[run] and (include_smoke or not runs[run].get("smoke")):
+            return runs[run], rows[run]
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# formatting
+# ------------------------------------------------------------------------------------------------
+def fmt_time(s: float) -> str:
+    if s >= 1.0:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.3g} ms" if s < 0.1 else f"{s * 1e3:.0f} ms"
+    return f"{s * 1e6:.3g} us"
+
+
+def fmt_cell(m: dict) -> str:
+    return f"{fmt_time(m['median_s'])} [{fmt_time(m['q1_s'])}-{fmt_time(m['q3_s'])}]"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def run_header(run: dict) -> list[str]:
+    m, v = run["machine"], run["versions"]
+    gpu = f"; GPU {m['gpu']}" if m.get("gpu") else "; no GPU"
+    return [
+        f"Command: `{run['command']}`",
+        "",
+        f"Run {run['date']}: {m['cpu']}, {m['cores']} cores (bf16 instructions: {', '.join(m['isa']) or 'none'}; "
+        f"torch CPU capability {m['capability']}{gpu}), {run['threads']} threads; Python {v['python']}, "
+        f"torch {v['torch']}, fastwgan {v['fastwgan']} at {v['commit']}.",
+        "",
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+# speed tables (every suite but time_to_quality)
+# ------------------------------------------------------------------------------------------------
+def _by_key(rows: list[dict]) -> dict[tuple[str, str, str], dict]:
+    return {(r["group"], r["contender"], r["precision"]): r for r in rows}
+
+
+def _extra(r: dict) -> str:
+    bits = []
+    if "compile_seconds" in r:
+        bits.append(f"compile {r['compile_seconds']:.1f} s")
+    if "step_mode" in r and "compiled" in r["contender"] and r["step_mode"] != "compiled":
+        bits.append(f"**ran {r['step_mode']}: the compile fell back**")
+    if "peak_mib" in r and r["peak_mib"] == r["peak_mib"]:
+        bits.append(f"peak {r['peak_mib']} MiB")
+    if "bytes_moved" in r or "fused_bytes" in r:
+        nbytes = r.get("bytes_moved", r.get("fused_bytes"))
+        bits.append(f"{nbytes / r['median_s'] / 1e9:.1f} GB/s")
+    return ", ".join(bits)
+
+
+def speed_section(rows: list[dict]) -> list[str]:
+    """One row per (group, contender); per precision: median [quartiles] and the ratio against the
+    baseline of the same group at the same precision."""
+    precisions = [p for p in PRECISIONS if any(r["precision"] == p for r in rows)]
+    by = _by_key(rows)
+    base = {(r["group"], r["precision"]): r for r in rows if r.get("baseline")}
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    header = ["group (unit)", "contender"]
+    for p in precisions:
+        header += [f"{p} median [quartiles]", f"{p} speed-up vs baseline {p}"]
+    header.append("notes")
+    out_rows = []
+    for g in groups:
+        first = next(r for r in rows if r["group"] == g)
+        label = f"{g}: {first['shapes']} (per {first['unit']})" if first.get("shapes") else f"{g} (per {first['unit']})"
+        for c in dict.fromkeys(r["contender"] for r in rows if r["group"] == g):
+            cells, notes = [label, c], []
+            for p in precisions:
+                r, b = by.get((g, c, p)), base.get((g, p))
+                cells.append(fmt_cell(r) if r else "")
+                ratio = ""
+                if r and b:
+                    ratio = "1.00x (baseline)" if b is r else f"{b['median_s'] / r['median_s']:.2f}x"
+                cells.append(ratio)
+                if r and _extra(r):
+                    notes.append(f"{p}: {_extra(r)}")
+            out_rows.append(cells + ["; ".join(notes)])
+            label = ""
+    lines = table(header, out_rows)
+    lines += precision_section(rows)
+    return lines
+
+
+def precision_section(rows: list[dict]) -> list[str]:
+    """What bf16 buys: the same contender, fp32 time / bf16 time (a precision change, not a speed-up
+    of fastwgan over anything)."""
+    by = _by_key(rows)
+    out_rows = []
+    for (g, c, p), r in by.items():
+        if p != "bf16" or (g, c, "fp32") not in by:
+            continue
+        out_rows.append([g, c, f"{by[(g, c, 'fp32')]['median_s'] / r['median_s']:.2f}x"])
+    if not out_rows:
+        return []
+    return ["", "What the precision change alone buys (the same contender, fp32 median / bf16 median; "
+            "not a speed-up of fastwgan):", ""] + table(["group", "contender", "bf16 vs fp32"], out_rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# time to quality
+# ------------------------------------------------------------------------------------------------
+def _median_spread(xs: list[float]) -> str:
+    if not xs:
+        return "not reached"
+    if len(xs) == 1:
+        return f"{xs[0]:.1f} s"
+    return f"{statistics.median(xs):.1f} s [{min(xs):.1f}-{max(xs):.1f}]"
+
+
+def ttq_section(rows: list[dict]) -> list[str]:
+    """One row per (criterion, contender): runs that reached it, median [min-max] time to it with
+    a warm and with a cold compile cache, steps, and the ratio against the textbook loop at the same
+    precision."""
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["group"], r["contender"], r["precision"])].append(r)
+    med = {k: statistics.median(x["seconds_warm"] for x in v if x["reached"])
+           for k, v in groups.items() if any(x["reached"] for x in v)}
+    out_rows = []
+    for (g, c, p), runs in groups.items():
+        ok = [x for x in runs if x["reached"]]
+        warm = [x["seconds_warm"] for x in ok]
+        cold = [x["seconds_cold"] for x in ok]
+        steps = sorted(x["step"] for x in ok)
+        base = med.get((g, "textbook", p))
+        ratio = f"{base / med[(g, c, p)]:.2f}x" if base and (g, c, p) in med and c != "textbook" else ""
+        compile_s = [x["compile_seconds"] for x in runs if x.get("compile_seconds")]
+        cold_s = [x["compile_seconds_cold"] for x in runs if x.get("compile_seconds_cold")]
+        comp = (f"{statistics.median(compile_s):.0f} s warm / {statistics.median(cold_s):.0f} s cold"
+                if compile_s and cold_s else "")
+        out_rows.append([g, c, p, f"{len(ok)}/{len(runs)}", _median_spread(warm), _median_spread(cold),
+                         ", ".join(str(s) for s in steps), comp, ratio])
+    header = ["criterion", "contender", "precision", "seeds reaching it", "time to it, warm cache: median [min-max]",
+              "cold cache", "steps", "compile (included)", f"sooner than textbook at the same precision"]
+    return table(header, out_rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# the document
+# ------------------------------------------------------------------------------------------------
+def render(results: Path, include_smoke: bool = False) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `python benchmarks/report.py` from the results files in `benchmarks/results/` "
+        "(one JSON line per measurement, written by the one harness in `benchmarks/_bench.py`); do not "
+        "edit by hand. Each section is the newest run of its suite, with the command that reproduces it. "
+        "Speed-ups compare contenders at the same precision only; the median of the timed rounds is the "
+        "headline, the quartiles of the rounds are in brackets.",
+        "",
+    ]
+    files = sorted(results.glob("*.jsonl"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+    for path in files:
+        found = newest_run(path, include_smoke)
+        if found is None:
+            continue
+        run, rows = found
+        lines += [f"## {TITLES.get(path.stem, path.stem)}", ""] + run_header(run)
+        lines += ttq_section(rows) if path.stem == "time_to_quality" else speed_section(rows)
+        lines.append("")
+    for frag in sorted(results.glob("*.md"), key=lambda p: (p.stem == "notes", p.stem)):
+        lines += [f"## From `benchmarks/results/{frag.name}`", "", frag.read_text().rstrip(), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=HERE / "results")
+    ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    ap.add_argument("--include-smoke", action="store_true", help="also use smoke runs (tests of this script)")
+    a = ap.parse_args(argv)
+    if not a.results.is_dir():
+        raise SystemExit(f"no results folder {a.results}: run a benchmark first (see benchmarks/RESULTS.md)")
+    a.out.write_text(render(a.results, a.include_smoke))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""What one training iteration optimises, written once for every runner.
+
+One generator iteration of Algorithm 1 (WGAN, Arjovsky et al. 2017; WGAN-GP, Gulrajani et al. 2017):
+
+    for k in 1..n_critic:
+        L_D = E[D(G(z_k))] - E[D(x_k)] + P_k          critic_objective (P: the gradient penalty)
+        theta_D <- opt_D(theta_D, grad L_D)
+    L_G = -E[D(G(z))]   (or feature matching)         generator_objective
+    theta_G <- opt_G(theta_G, grad L_G)
+
+The eager runner (:mod:`fastwgan.training.eager`) differentiates these with autograd; the static
+runner (:mod:`fastwgan.training.static`) with ``torch.func.grad`` over ``functional_call``. Both pass
+the critic as a callable ``critic(x, y) -> scores`` and the penalty as a callable
+``penalty(real, fake, y) -> P``, so neither restates the algorithm. Scores are summed in float32
+(autocast may run the critic in bf16).
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+
+from .losses import critic_loss, feature_matching_loss, generator_loss, wasserstein_estimate
+
+__all__ = ["call", "CriticTerms", "critic_objective", "generator_objective", "metrics_vector", "METRICS"]
+
+Critic = Callable[[Tensor, "Tensor | None"], Tensor]
+Penalty = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
+
+# the entries of the per-step metrics vector, in order
+METRICS: tuple[str, ...] = ("w_estimate", "loss_d", "penalty", "loss_g", "param_norm")
+
+
+def call(model: Callable[..., Tensor], x: Tensor, y: Tensor | None = None) -> Tensor:
+    """``model(x)``, or ``model(x, y)`` for a conditional model: labels condition both models."""
+    return model(x) if y is None else model(x, y)
+
+
+class CriticTerms(NamedTuple):
+    """The critic objective's parts: L_D without the penalty, P, D(real), D(fake) (float32, (B,))."""
+
+    loss_d: Tensor
+    penalty: Tensor
+    d_real: Tensor
+    d_fake: Tensor
+
+
+def critic_objective(critic: Critic, real: Tensor, fake: Tensor, y: Tensor | None, *, loss: str,
+                     penalty: Penalty | None = None) -> tuple[Tensor, CriticTerms]:
+    """(L_D + P, its terms). Real and fake go through the critic in two forwards (a joined forward
+    was measured no faster on the CPU); ``penalty=None`` means no penalty term (a zero)."""
+    d_real = critic(real, y).reshape(-1).float()
+    d_fake = critic(fake, y).reshape(-1).float()
+    loss_d = critic_loss(loss, d_real, d_fake)
+    pen = torch.zeros((), device=d_real.device) if penalty is None else penalty(real, fake, y)
+    return loss_d + pen, CriticTerms(loss_d, pen, d_real, d_fake)
+
+
+def generator_objective(critic: Critic, fake: Tensor, y: Tensor | None, *, loss: str,
+                        features: Critic | None = None, real: Tensor | None = None) -> Tensor:
+    """L_G: the loss's generator term on D(G(z)); with ``features`` (the critic's last hidden
+    layer) feature matching ||E f(x) - E f(G(z))||^2 against ``real`` (Salimans et al. 2016)."""
+    if features is not None:
+        assert real is not None, "feature matching needs the real batch"
+        return feature_matching_loss(features(real, y).float(), features(fake, y).float())
+    return generator_loss(loss, critic(fake, y).reshape(-1).float())
+
+
+@torch.no_grad()
+def metrics_vector(terms: CriticTerms, loss_g: Tensor, params: Sequence[Tensor]) -> Tensor:
+    """The step's metrics (``METRICS``) as one device vector: read at log points, not per step.
+    The parameters' total norm is finite iff every parameter is (the non-finite check)."""
+    w_est = wasserstein_estimate(terms.d_real, terms.d_fake)
+    pnorm = torch.nn.utils.get_total_norm(list(params))
+    return torch.stack([t.detach().float() for t in (w_est, terms.loss_d, terms.penalty, loss_g, pnorm)])

@@ -1,0 +1,21 @@
+"""The tiny models the tests share: seeded, so two calls build the same weights."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fastwgan.models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator
+
+
+def tiny_models(kind: str = "mlp", *, n_classes: int = 0, width: int = 24, z_dim: int = 3,
+                seed: int = 1) -> tuple[nn.Module, nn.Module]:
+    """(G, D): "mlp" = gan_toy's MLPs on 2-D points at ``width``; "dcgan" = a 16x16 one-channel
+    DCGAN pair (convolutions, LayerNorm critic, BatchNorm generator: buffers too)."""
+    torch.manual_seed(seed)
+    if kind == "mlp":
+        return (MLPGenerator(z_dim=z_dim, out_dim=2, width=width, n_classes=n_classes),
+                MLPCritic(in_dim=2, width=width, n_classes=n_classes))
+    if kind == "dcgan":
+        return (DCGANGenerator(z_dim=z_dim, img_size=16, channels=1, ngf=8, n_classes=n_classes),
+                DCGANCritic(img_size=16, channels=1, ndf=8, norm="layer", n_classes=n_classes))
+    raise ValueError(f"unknown tiny model kind {kind!r}: 'mlp' or 'dcgan'")

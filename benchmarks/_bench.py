@@ -28,6 +28,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -150,7 +151,7 @@ def append(suite: str, measurement: dict[str, Any], command: str | None = None) 
     if suite not in _RUNS:
         env = environment()
         _RUNS[suite] = f"{env['date']} pid {os.getpid()}"
-        cmd = command or " ".join(["python", *[_relative(a) for a in sys.argv]])
+        cmd = command or shlex.join(["python", *[_relative(a) for a in sys.argv]])
         lines.append(dict(kind="run", suite=suite, run=_RUNS[suite], command=cmd, smoke=smoke(), **env))
     lines.append(dict(kind="measurement", suite=suite, run=_RUNS[suite], **measurement))
     with open(path, "a") as f:

@@ -156,7 +156,7 @@ def test_kernel(benchmark, kernel, impl):
 
 
 # ------------------------------------------------------------------------------------------------
-# standalone: interleaved A/B timing, peak memory, profile (for benchmarks/RESULTS.md)
+# standalone: peak memory and a profile of both steps (the timings are pytest-benchmark's)
 # ------------------------------------------------------------------------------------------------
 def peak_memory_bytes(fn) -> int:
     """Peak bytes held by the CPU allocator during one call, above the level at its start.

@@ -1,111 +1,34 @@
-"""Whole training iterations: fastwgan against the textbook PyTorch loop, same run, same CPU.
-
-Unit: one generator iteration (= 5 critic updates + 1 generator update). Contenders per group:
-
-* textbook: gan_toy's loop (benchmarks/_textbook.py): ``autograd.grad(create_graph=True)``,
-  ``.backward()``, torch.optim, ``.item()`` every critic step;
-* ``fastwgan.train`` (eager): fused penalty kernels, pruned double backward, no per-step sync;
-* the static step (fastwgan.static_step, what ``train(compile=True)`` runs), compiled with
-  ``fullgraph=True``, staged and called exactly as the trainer does; compile time excluded (its
-  warm-up round compiles). fp32, and bf16 autocast (fp32 weights and optimizer state).
-
-Groups: WGAN-GP and WGAN (clipping, RMSprop) on gan_toy's MLPs (width 512, batch 256), and WGAN-GP
-on DCGAN-32 (LayerNorm critic, batch 64, lambda 10). Final quality at equal steps and the scaling
-with batch and width are measured by benchmarks/end_to_end.py (minutes per point).
-
-    pytest benchmarks/test_train_loop.py --benchmark-only
-"""
+"""The whole-iteration benchmark (benchmarks/train_loop.py) end to end at smoke size: every
+contender's rounds reach the results file through the one harness, and the report compares them at
+equal precision. Untimed (the figures of a smoke run are not measurements); skipped under
+``--benchmark-only``. The timed run is ``python benchmarks/train_loop.py`` (see its docstring)."""
 from __future__ import annotations
 
-import pytest
-import torch
+import json
 
-import fastwgan
-from fastwgan.data import as_data_source
-from fastwgan.models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator
-from fastwgan.ops.activations import with_torch_activations
-
-from _bench import record, static_step
-from _textbook import TextbookLoop
-
-ITERS = 10  # generator iterations per timed round
-CASES = {
-    # group: (loss, batch, lam, lr, data, z_dim)
-    "wgan-gp toy MLP (gen it)": ("wgan-gp", 256, 0.1, 1e-4, "8gaussians", 2),
-    "wgan toy MLP (gen it)": ("wgan", 256, 0.0, 5e-5, "8gaussians", 2),
-    "wgan-gp DCGAN-32 (gen it)": ("wgan-gp", 64, 10.0, 1e-4, "images", 100),
-}
+import report
+import train_loop
 
 
-def _images() -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    return torch.rand(512, 3, 32, 32, generator=g) * 2 - 1  # any images do: only speed is measured
+def test_smoke_run_writes_every_contender_and_the_report_pairs_equal_precisions(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTWGAN_BENCH_SMOKE", "1")
+    monkeypatch.setenv("FASTWGAN_BENCH_RESULTS", str(tmp_path))
+    rows = train_loop.main(["--groups", "WGAN-GP toy MLP", "--contenders", "textbook", "fastwgan eager"])
+    assert {(r["contender"], r["precision"]) for r in rows} == {
+        ("textbook", "fp32"), ("textbook", "bf16"), ("fastwgan eager", "fp32"), ("fastwgan eager", "bf16")}
+    g = train_loop.smoke_size(train_loop.GROUPS["WGAN-GP toy MLP"])
+    for r in rows:  # the warm-up round dropped, the others kept, statistics consistent with them
+        assert len(r["round_seconds"]) == r["rounds"] == g.rounds
+        assert r["min_s"] <= r["median_s"] <= r["max_s"]
+        assert r["min_s"] > 0 and r["units_per_round"] == g.iters
+    lines = [json.loads(x) for x in (tmp_path / "train_loop.jsonl").read_text().splitlines()]
+    assert [x["kind"] for x in lines] == ["run"] + ["measurement"] * 4
+    run = lines[0]
+    assert run["smoke"] is True and run["threads"] >= 1 and run["machine"]["cores"] >= 1
+    assert {"python", "torch", "commit"} <= set(run["versions"])
 
-
-def _models(group: str):
-    torch.manual_seed(0)
-    if "DCGAN" in group:
-        return DCGANGenerator(z_dim=100, img_size=32, channels=3), DCGANCritic(img_size=32, channels=3, norm="layer")
-    return MLPGenerator(z_dim=2, width=512), MLPCritic(in_dim=2, width=512)
-
-
-def _data(group: str):
-    return _images() if "DCGAN" in group else "8gaussians"
-
-
-@pytest.mark.parametrize("group", list(CASES))
-def test_textbook_loop(benchmark, group):
-    loss, batch, lam, lr, _, z_dim = CASES[group]
-    G, D = (with_torch_activations(m) for m in _models(group))
-    source = as_data_source(_data(group), batch_size=batch, seed=0)
-    loop = TextbookLoop(G, D, lambda n: source.next_batch(n)[0], z_dim=z_dim, batch=batch, lam=lam, lr=lr,
-                        clip=0.01 if loss == "wgan" else None)
-    benchmark.pedantic(loop.run, args=(ITERS,), rounds=3, warmup_rounds=1)
-    record(benchmark, group, "textbook loop", units=ITERS, baseline=True)
-
-
-@pytest.mark.parametrize("group", list(CASES))
-def test_fastwgan_train_eager(benchmark, group):
-    loss, batch, lam, lr, _, _ = CASES[group]
-    G, D = _models(group)
-
-    def run():
-        return fastwgan.train(G, D, _data(group), loss=loss, steps=ITERS, batch_size=batch, lam=lam or None,
-                              lr=lr, progress=False, eval_samples=0, device="cpu", compile=False)
-
-    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
-    record(benchmark, group, "fastwgan.train eager", units=ITERS)
-
-
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("group", list(CASES))
-def test_fastwgan_static_step_compiled(benchmark, group, precision):
-    """The trainer's compiled step, staged from the data stream and called per iteration."""
-    loss, batch, lam, lr, _, z_dim = CASES[group]
-    G, D = _models(group)
-    source = as_data_source(_data(group), batch_size=batch, seed=0)
-    st = static_step(G, D, source, loss=loss, batch=batch, lam=lam, lr=lr, z_dim=z_dim, precision=precision)
-
-    def run():
-        out = []
-        for _ in range(ITERS):
-            st.stage(source)
-            out.append(st())
-        return torch.stack(out).sum().item()  # one host read per round, as at a log point
-
-    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
-    record(benchmark, group, f"static step compiled {precision}", units=ITERS)
-    benchmark.extra_info["compile_seconds"] = st.compile_seconds
-
-
-@pytest.mark.parametrize("group", ["wgan-gp toy MLP (gen it)"])
-def test_fastwgan_train_eager_bf16(benchmark, group):
-    loss, batch, lam, lr, _, _ = CASES[group]
-    G, D = _models(group)
-
-    def run():
-        return fastwgan.train(G, D, _data(group), loss=loss, steps=ITERS, batch_size=batch, lam=lam, lr=lr,
-                              progress=False, eval_samples=0, device="cpu", compile=False, precision="bf16")
-
-    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
-    record(benchmark, group, "fastwgan.train eager bf16", units=ITERS)
+    md = report.render(tmp_path, include_smoke=True)
+    assert md.count("1.00x (baseline)") == 2  # textbook fp32 and textbook bf16, each its own baseline
+    assert "What the precision change alone buys" in md
+    section = "## " + report.TITLES["train_loop"]
+    assert section in md and section not in report.render(tmp_path)  # a smoke run never lands in RESULTS.md

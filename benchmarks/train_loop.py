@@ -2,6 +2,7 @@
 
     python benchmarks/train_loop.py                   # every group and contender (about 12 minutes)
     FASTWGAN_BENCH_SMOKE=1 python benchmarks/train_loop.py   # tiny sizes: checks it runs (not a measurement)
+    python benchmarks/train_loop.py --scaling         # WGAN-GP over batch 64-1024 and width 128-1024 (about 25 minutes)
     python benchmarks/report.py                       # regenerate benchmarks/RESULTS.md
 
 Unit: one generator iteration (5 critic updates + 1 generator update). Groups: WGAN-GP and WGAN
@@ -86,6 +87,9 @@ GROUPS = {
     "WGAN toy MLP": Group("wgan", batch=256, lr=5e-5, clip=0.01, rounds=7),
     "WGAN-GP DCGAN-32": Group("wgan-gp", batch=64, lr=1e-4, lam=10.0, betas=(0.0, 0.9), model="dcgan32", iters=2),
 }
+# --scaling: how the cost grows with the batch (width 512) and the width (batch 256), gan_toy's WGAN-GP
+SCALING = {f"WGAN-GP toy MLP b{b} w{w}": replace(GROUPS["WGAN-GP toy MLP"], batch=b, width=w, rounds=5)
+           for b, w in ((64, 512), (128, 512), (512, 512), (1024, 512), (256, 128), (256, 256), (256, 1024))}
 CONTENDERS = ("textbook", "fastwgan eager", "fastwgan compiled")
 PRECISIONS = ("fp32", "bf16")
 
@@ -144,7 +148,7 @@ def run_fastwgan(g: Group, precision: str, compile: bool) -> tuple[list[float], 
     return stamps, info
 
 
-def measure(name: str, g: Group, contender: str, precision: str) -> dict:
+def measure(name: str, g: Group, contender: str, precision: str, suite: str = SUITE) -> dict:
     if contender == "textbook":
         stamps, info = run_textbook(g, precision)
     else:
@@ -152,7 +156,7 @@ def measure(name: str, g: Group, contender: str, precision: str) -> dict:
     m = _bench.measurement(group=name, contender=contender, precision=precision, shapes=g.shapes(), unit=UNIT,
                            units=g.iters, warmup=g.warmup, round_seconds=_bench.rounds_from_stamps(stamps, g.warmup),
                            baseline=contender == "textbook", loss=g.loss, **info)
-    _bench.append(SUITE, m)
+    _bench.append(suite, m)
     extra = f"  compile {info['compile_seconds']:.1f} s ({info['step_mode']})" if "compile_seconds" in info else ""
     print(f"{name:18s} {contender:18s} {precision}  {m['median_s'] * 1e3:8.1f} ms/it "
           f"(min {m['min_s'] * 1e3:.1f}, max {m['max_s'] * 1e3:.1f}, {m['rounds']} rounds){extra}", flush=True)
@@ -161,7 +165,8 @@ def measure(name: str, g: Group, contender: str, precision: str) -> dict:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS))
+    ap.add_argument("--groups", nargs="+", choices=list(GROUPS) + list(SCALING), default=None)
+    ap.add_argument("--scaling", action="store_true", help="the batch / width sweep instead of the main groups")
     ap.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     ap.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -170,13 +175,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if a.threads:
         torch.set_num_threads(a.threads)
     print(_bench.machine(), flush=True)
-    out = []
-    for name in a.groups:
-        g = smoke_size(GROUPS[name]) if _bench.smoke() else GROUPS[name]
+    out, known = [], {**GROUPS, **SCALING}
+    suite = SUITE + "_scaling" if a.scaling else SUITE
+    for name in a.groups or list(SCALING if a.scaling else GROUPS):
+        g = smoke_size(known[name]) if _bench.smoke() else known[name]
         for contender in a.contenders:
             for precision in a.precisions:
-                out.append(measure(name, g, contender, precision))
-    print(f"results: {_bench.results_dir() / (SUITE + '.jsonl')}", flush=True)
+                out.append(measure(name, g, contender, precision, suite))
+    print(f"results: {_bench.results_dir() / (suite + '.jsonl')}", flush=True)
     return out
 
 

@@ -51,7 +51,8 @@ def assert_fp64_rule(
     g, r, t = as_flat64(got), as_flat64(ref32), as_flat64(truth64)
     assert g.shape == r.shape == t.shape, f"{what}: shapes {g.shape}, {r.shape}, {t.shape} differ"
     bad = ~torch.isfinite(g) & torch.isfinite(t)
-    assert not bool(bad.any()), f"{what}: {int(bad.sum())} non-finite values where the truth is finite"
+    assert not bool(bad.any()), (
+        f"{what}: {int(bad.sum())} non-finite values where the truth is finite")
     assert t.numel() > 0, f"{what}: nothing to compare (an empty check would pass vacuously)"
     err_got = (g - t).abs().max().item()
     err_ref = (r - t).abs().max().item()

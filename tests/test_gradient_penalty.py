@@ -24,7 +24,7 @@ from fastwgan.ops import gradient_penalty as O
 from fastwgan.penalty import gradient_penalty, gradient_penalty_functional
 from fastwgan.reference import gradient_penalty as R
 
-from _rules import U32, assert_fp64_rule
+from _rules import EPS32, U32, assert_fp64_rule
 
 BACKENDS = ["cpp", "triton", "reference"]
 
@@ -35,20 +35,35 @@ def _backend_or_fail(be):
     return B_.resolve("gradient_penalty", "cpu", be)
 
 
-def _penalty_atol(norms64, lam, one_sided):
+def test_the_rule_can_fail():
+    """Negative control for tests/_rules.py: the rule rejects an error just over 2x plain fp32's,
+    a NaN where the truth is finite, and an empty comparison."""
+    truth = torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64)
+    ref = truth + torch.tensor([0.0, 1e-3, 0.0], dtype=torch.float64)
+    atol = EPS32 * 4.0
+    assert_fp64_rule(truth + 2e-3, ref, truth)  # exactly at the bound
+    with pytest.raises(AssertionError, match="allowed"):
+        assert_fp64_rule(truth + 2e-3 + 2 * atol, ref, truth)
+    with pytest.raises(AssertionError, match="non-finite"):
+        assert_fp64_rule(torch.tensor([1.0, float("nan"), 4.0]), ref, truth)
+    with pytest.raises(AssertionError, match="nothing to compare"):
+        assert_fp64_rule(torch.ones(0), torch.ones(0), torch.ones(0))
+
+
+def _penalty_atol(norms64, lam, one_sided, u=U32):
     """atol for the scalar penalty P = lam/B sum_b gap_b^2, gap_b = n_b - 1 (clamped one-sided).
 
     A single scalar makes the plain rule fragile (plain fp32 can land within 1e-8 of the truth by
     luck). Any fp32 implementation rounds each norm at least twice (its sum of squares, its sqrt;
     2u relative) and the result once, so first-order perturbation gives
         |dP| <= lam/B * sum_b 2 |gap_b| * 2u n_b  +  u P
-    which is the atol used for P.
+    which is the atol used for P (``u``: the unit roundoff of the dtype the result is stored in).
     """
     gap = norms64 - 1
     if one_sided:
         gap = gap.clamp(min=0)
     P = lam * gap.square().mean()
-    return (lam * (2 * gap.abs() * 2 * U32 * norms64).mean() + U32 * P).item()
+    return (lam * (2 * gap.abs() * 2 * u * norms64).mean() + u * P).item()
 
 
 def _truth_norms(model64, real, fake, alpha, labels):
@@ -105,9 +120,12 @@ def _build_critic(kind):
 SHAPES = [(1, 1), (5, 2), (4, 3, 7, 9), (3, 3 * 33 * 33), (2, 1025)]  # odd sizes, > one Triton block
 
 
+HALF = [torch.float16, torch.bfloat16]
+
+
 @pytest.mark.parametrize("be", BACKENDS)
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64] + HALF)
 def test_interpolate_kernel(be, shape, dtype):
     be = _backend_or_fail(be)
     torch.manual_seed(0)
@@ -121,8 +139,9 @@ def test_interpolate_kernel(be, shape, dtype):
     want = R.interpolate(real, fake, alpha)
     a = alpha.reshape(-1, *([1] * (len(shape) - 1)))
     # Both compute a*r + (1-a)*f: two products and one sum, each rounded (no FMA on the CPU
-    # build / the interpreter), so each is within 2u*(|a r| + |(1-a) f|) + u*|1-a| of the exact
-    # value and they are within twice that of each other.
+    # build / the interpreter / the GPU build, see the module docstring), so each is within
+    # 2u*(|a r| + |(1-a) f|) + u*|1-a| of the exact value and they are within twice that of each
+    # other. (fp16/bf16: Triton computes in fp32 and rounds once, so it is only closer.)
     u = torch.finfo(dtype).eps / 2
     bound = 2 * (2 * u * (a.abs() * real.abs() + (1 - a).abs() * fake.abs()) + u * fake.abs())
     assert ((got - want).abs() <= bound).all()
@@ -164,6 +183,87 @@ def test_norm_penalty_kernel(be, shape, one_sided):
     atol = _penalty_atol(g64.flatten(1).norm(dim=1), 10.0, one_sided)
     assert_fp64_rule(outs["got"][0], outs["ref"][0], outs["truth"][0], what="penalty", atol=atol)
     assert_fp64_rule(outs["got"][1], outs["ref"][1], outs["truth"][1], what="d penalty / d grad")
+
+
+def _norm_rows(shape, dtype):
+    """Rows with a zero row, a tiny row and a row whose squares overflow fp16 (|g| ~ 300: the
+    sum of squares in fp16 is inf, in fp32 it is exact enough)."""
+    torch.manual_seed(12)
+    g = torch.randn(shape)
+    g[0] = 0.0
+    if shape[0] > 2:
+        g[1] *= 1e-3
+        g[2] = g[2].sign() * 300.0 + g[2]
+    return g.to(dtype)
+
+
+# the split norm: (5, 2) one program per row; the others cut each row into S > 1 programs
+NORM_SHAPES = [(5, 2), (3, 3 * 33 * 33), (64, 3 * 64 * 64), (1, 70001)]
+
+
+@pytest.mark.parametrize("shape", NORM_SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32] + HALF)
+def test_triton_norm_split_and_half_inputs(shape, dtype):
+    """The Triton norm (split or not) of fp32/fp16/bf16 rows, accumulated in fp32, against the
+    fp64 norm of the same values, with plain PyTorch fp32 (vector_norm of the upcast rows) as
+    the yardstick of the rule."""
+    _backend_or_fail("triton")
+    g = _norm_rows(shape, dtype)
+    S, _ = O.norm_split(*shape)
+    assert (S > 1) == (shape != (5, 2))  # the split path is what runs here
+    got = O._triton_norm(g)
+    assert got.dtype == torch.float32
+    ref32 = torch.linalg.vector_norm(g.float(), dim=1)
+    truth = torch.linalg.vector_norm(g.double(), dim=1)
+    assert_fp64_rule(got, ref32, truth, what=f"{dtype} norms {shape}")
+    assert got[0] == 0
+    if dtype == torch.float16 and shape[0] > 2:  # the data does reach fp16's overflow
+        assert torch.isinf((g[2] * g[2]).sum()) and torch.isfinite(got[2])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("shape", NORM_SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32] + HALF)
+def test_cuda_triton_norm_split_and_half_inputs(shape, dtype):
+    """The compiled norm on a GPU (split and fp16/bf16 included), same rule as under the
+    interpreter; plain PyTorch fp32 on the GPU is the yardstick."""
+    g = _norm_rows(shape, dtype).cuda()
+    got = O._triton_norm(g).cpu()
+    ref32 = torch.linalg.vector_norm(g.float(), dim=1).cpu()
+    truth = torch.linalg.vector_norm(g.cpu().double(), dim=1)
+    assert_fp64_rule(got, ref32, truth, what=f"cuda {dtype} norms {shape}")
+
+
+@pytest.mark.parametrize("be", ["triton", "reference"])
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("one_sided", [False, True])
+def test_norm_penalty_half_inputs(be, dtype, one_sided):
+    """fp16/bf16 gradients through norm_penalty and its backward, held to the rule with the
+    data's own epsilon (the outputs are stored in fp16/bf16; plain PyTorch on the same half
+    tensors is the yardstick)."""
+    be = _backend_or_fail(be)
+    g64 = _norm_rows((6, 3 * 11 * 13), torch.float64)
+    # norms 0, ~0.04, 2.5, 0.3, ~21, ~21: a penalty fp16 can hold (a norm of 300 would make it
+    # overflow in any fp16 result; the fp16 sum-of-squares overflow is tested on the norm above)
+    g64[2] *= 2.5 / g64[2].norm()
+    g64[3] *= 0.3 / g64[3].norm()  # a norm below 1 (one-sided: clamped)
+    g64 = g64.to(dtype).double()  # exactly representable in the half dtype
+    outs = {}
+    for name, dt, backend in [("truth", torch.float64, "reference"), ("ref", dtype, "reference"),
+                              ("got", dtype, be)]:
+        g = g64.to(dt).requires_grad_(True)
+        p = O.norm_penalty(g, 10.0, one_sided, backend)
+        (dg,) = torch.autograd.grad(p * 0.7, g)
+        assert p.dtype == dt and dg.dtype == dt
+        outs[name] = (p.detach(), dg)
+    eps = torch.finfo(dtype).eps
+    atol = _penalty_atol(g64.norm(dim=1), 10.0, one_sided, u=eps / 2)
+    assert_fp64_rule(outs["got"][0], outs["ref"][0], outs["truth"][0], what="penalty", atol=atol,
+                     eps=eps)
+    assert_fp64_rule(outs["got"][1], outs["ref"][1], outs["truth"][1], what="d penalty / d grad",
+                     eps=eps)
+    assert (outs["got"][1][0] == 0).all()
 
 
 @pytest.mark.parametrize("be", BACKENDS)

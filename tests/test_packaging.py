@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 import warnings
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from packaging.version import Version
 import fastwgan
 from fastwgan import backend, extras
 
+tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 OPS = ("clipped_rmsprop", "gradient_penalty")

@@ -205,12 +205,21 @@ BAD = [
     (dict(steps=0), ValueError, "steps"),
     (dict(data=torch.randn(8, 2), steps=None), ValueError, "steps is required"),
     (dict(feature_matching=True, critic=nn.Sequential(nn.Linear(2, 1))), ValueError, "features"),
+    (dict(tiny=dict(n_classes=3), data=(torch.randn(40, 2), torch.arange(40) % 6)), ValueError,
+     "6 classes but the generator's label embedding has 3"),
+    (dict(data=(torch.randn(40, 2), torch.arange(40) % 3)), ValueError, "labels .3 classes. but the generator is unconditional"),
+    (dict(tiny=dict(n_classes=3), data=torch.randn(40, 2)), ValueError, "conditional .n_classes=3. but the data has no labels"),
+    (dict(image_size=0), ValueError, "image_size must be a positive integer"),
+    (dict(z_dim=0), ValueError, "z_dim .the noise size. must be a positive integer"),
+    (dict(betas=(0.5,)), TypeError, "betas must be a pair"),
+    (dict(loss="wgan", clip="0.01"), TypeError, "clip must be a number"),
 ]
 
 
 @pytest.mark.parametrize("change,exc,msg", BAD, ids=[m for _, _, m in BAD])
 def test_bad_input_fails_before_training(change, exc, msg):
-    G, D = tiny()
+    change = dict(change)
+    G, D = tiny(**change.pop("tiny", {}))
     kw = dict(generator=G, critic=D, data="8gaussians", steps=3)
     kw.update(change)
     gen, crit = kw["generator"], kw["critic"]

@@ -30,6 +30,7 @@ import shutil
 import warnings
 import zipfile
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 FORMAT = 2  # 1 (no "format" key): NumPy's random state pickled as NumPy objects
+# What a training run's checkpoint holds; the trainer passes it as ``required=``.
 REQUIRED_KEYS: tuple[str, ...] = (
     "step", "generator", "critic", "opt_d", "opt_g", "data", "rng", "config",
 )
@@ -196,11 +198,14 @@ def _write_atomic(buf: io.BytesIO, tmp: Path, final: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # reading
 # --------------------------------------------------------------------------------------------
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, *, required: Sequence[str] = ()) -> dict[str, Any]:
     """Load one checkpoint with ``weights_only=True`` (no stored code can run).
 
+    ``required``: entries it must have besides ``step`` (a run's: :data:`REQUIRED_KEYS`).
+
     Raises:
-        CheckpointError: truncated, damaged or incomplete (names the file and the missing keys).
+        CheckpointError: truncated, damaged, or without a ``required`` entry (names the file and
+            the missing entries).
         UnsafeCheckpointError: the file holds objects other than tensors and plain data.
         LegacyCheckpointError: written by an older fastwgan (see :func:`upgrade_checkpoint`) or
             a newer one.
@@ -219,7 +224,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"checkpoint {path} has format {fmt!r} but this fastwgan reads format {FORMAT}: load it "
             "with the fastwgan that wrote it (a newer one?), or start a new run"
         )
-    missing = [k for k in REQUIRED_KEYS if k not in state]
+    missing = [k for k in required if k not in state]
     if missing:
         raise CheckpointError(
             f"checkpoint {path} is incomplete: it has no {', '.join(map(repr, missing))} "
@@ -272,15 +277,16 @@ def _legacy(path: Path) -> LegacyCheckpointError:
     )
 
 
-def load_latest(folder: str | os.PathLike) -> tuple[dict[str, Any], Path] | None:
+def load_latest(folder: str | os.PathLike, *,
+                required: Sequence[str] = ()) -> tuple[dict[str, Any], Path] | None:
     """The newest loadable checkpoint in ``folder`` and its path, or None when there is none.
 
-    A damaged newest file (:class:`CheckpointError`) is skipped with a RuntimeWarning, falling
-    back to the previous one. An unsafe or legacy file raises (UnsafeCheckpointError /
-    LegacyCheckpointError): it is never skipped in silence, nor loaded."""
+    A damaged newest file, or one without a ``required`` entry (:class:`CheckpointError`), is
+    skipped with a RuntimeWarning, falling back to the previous one. An unsafe or legacy file
+    raises (UnsafeCheckpointError / LegacyCheckpointError): it is never skipped, nor loaded."""
     for path in reversed(list_checkpoints(folder)):
         try:
-            return load_checkpoint(path), path
+            return load_checkpoint(path, required=required), path
         except CheckpointError as e:
             warnings.warn(f"{e}; falling back to the previous checkpoint", RuntimeWarning, stacklevel=2)
     return None

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -60,12 +61,16 @@ def _try_export(model: nn.Module, example: tuple, out: Path) -> str:
 
 
 def _try_script(model: nn.Module, example: tuple, out: Path) -> str:
-    torch.jit.script(model).save(str(out))
+    with warnings.catch_warnings():  # TorchScript is deprecated, and here on purpose: the fallback
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(model).save(str(out))
     return "torchscript-script"
 
 
 def _try_trace(model: nn.Module, example: tuple, out: Path) -> str:
-    torch.jit.trace(model, example, check_trace=True).save(str(out))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.trace(model, example, check_trace=True).save(str(out))
     return "torchscript-trace"
 
 

@@ -119,3 +119,19 @@ def real_floor_w1(name: str, n: int, seed: int) -> float:
 
     g = torch.Generator().manual_seed(int(seed))
     return wasserstein1(toy_sample(name, n, g), toy_sample(name, n, g))
+
+
+# Image metrics live in fastwgan.imagemetrics (FD with its floor, class / mode coverage and KL,
+# FID / KID / IS); they are re-exported here lazily (PEP 562), so importing fastwgan.metrics stays
+# light and scipy.linalg / torchmetrics load only when an image metric is used.
+_IMAGE_METRICS = ("image_metrics", "frechet_distance", "feature_stats", "fid_kid_is", "class_coverage",
+                  "stacked_modes", "InceptionUnavailableError")
+__all__ += list(_IMAGE_METRICS)
+
+
+def __getattr__(name: str):
+    if name in _IMAGE_METRICS:
+        from . import imagemetrics
+
+        return getattr(imagemetrics, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -108,22 +108,26 @@ def _check_labels(labels, B: int, device: torch.device) -> None:
 
 def _call(critic, x: Tensor, labels, call=None):
     """``critic(x[, labels])``; outside compilation, a failure of the critic on these inputs
-    (wrong data shape, dtype, device, labels out of range) is re-raised naming them."""
+    (wrong data shape, dtype or device, labels out of range or missing) is re-raised naming them,
+    with the critic's own error as the cause: RuntimeError / IndexError as ValueError, TypeError
+    (a call with the wrong arguments) as TypeError."""
     call = call or critic
     if torch.compiler.is_compiling():
         return call(x) if labels is None else call(x, labels)
     try:
         return call(x) if labels is None else call(x, labels)
-    except (RuntimeError, IndexError) as e:
+    except (RuntimeError, IndexError, TypeError) as e:
         if isinstance(e, torch.OutOfMemoryError):
             raise
-        with_labels = "" if labels is None else (
-            f", with labels of shape {tuple(labels.shape)} and dtype {labels.dtype}")
-        raise ValueError(
+        given = "no labels were given" if labels is None else (
+            f"labels of shape {tuple(labels.shape)} and dtype {labels.dtype}")
+        message = (
             f"the critic failed on the interpolated batch (shape {tuple(x.shape)}, {x.dtype}, on "
-            f"{x.device}: the shape, dtype and device of real and fake{with_labels}): "
-            f"{type(e).__name__}: {e}. Pass real, fake (and labels) that the critic takes"
-        ) from e
+            f"{x.device}: the shape, dtype and device of real and fake; {given}): "
+            f"{type(e).__name__}: {e}. Pass real, fake (and labels, for a conditional critic only) "
+            "that the critic takes"
+        )
+        raise (TypeError if isinstance(e, TypeError) else ValueError)(message) from e
 
 
 def _check_output(out, B: int) -> None:
@@ -176,7 +180,7 @@ def gradient_penalty(
         lam: penalty weight lambda >= 0 (10 in the paper; 0.1 in its toy experiments).
         one_sided: WGAN-LP's max(0, ||g|| - 1)^2 instead of (||g|| - 1)^2.
         alpha: optional (B,) interpolation weights, one per sample; default U[0, 1).
-        labels: passed through to the critic.
+        labels: one entry per sample (shape (B, ...)), on real's device; passed to the critic.
         backend: "auto" | "cpp" | "triton" | "reference" (see :mod:`fastwgan.backend`).
     """
     alpha = _check_inputs(real, fake, lam, alpha, one_sided, labels)
@@ -233,7 +237,7 @@ def penalty_at(critic: torch.nn.Module, state: dict[str, Tensor], x_hat: Tensor,
     taken from ``state`` (a name -> tensor dict, as ``torch.func.functional_call`` takes it).
 
     The building block of :func:`gradient_penalty_functional` and of the static training step
-    (:mod:`fastwgan.static_step`), which differentiates it once more with ``torch.func.grad`` over
+    (:mod:`fastwgan.training.static`), which differentiates it once more with ``torch.func.grad`` over
     ``state``: every derivative is a ``torch.func`` transform, so ``torch.compile(fullgraph=True)``
     traces the whole thing. The score and the norm are accumulated in float32, or float64 for a
     float64 x_hat (autocast may run the critic in bf16); the penalty has x_hat's dtype. The

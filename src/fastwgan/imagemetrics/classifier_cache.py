@@ -89,7 +89,8 @@ def _load(path: Path, seed: int) -> tuple[DigitClassifier, dict]:
         try:
             return _read(path, data_hash)
         except Exception as e:  # any unreadable file: say so, then retrain (never fail a run on a cache)
-            warnings.warn(f"the cached digit classifier {path} cannot be used ({type(e).__name__}: {e}); "
+            reason = (str(e).splitlines() or [""])[0][:200]  # torch's unpickling errors run to many lines
+            warnings.warn(f"the cached digit classifier {path} cannot be used ({type(e).__name__}: {reason}); "
                           "retraining it (about a minute on 2 CPU cores).", RuntimeWarning, stacklevel=3)
     model, info = train_digit_classifier(x_train, y_train, x_test, y_test, seed=seed)
     blob = {"format": _FORMAT, "version": RECIPE_VERSION, "data_sha256": data_hash,

@@ -24,7 +24,9 @@ before torch-fidelity (which unpickles it fully) ever sees it.
 """
 from __future__ import annotations
 
+import importlib
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -62,9 +64,21 @@ def _torchmetrics_image():
             f"FID / KID / IS use torchmetrics' image metrics, which do not import here ({type(e).__name__}: {e}). "
             f"Install them with `{install_command('images')}`. If torch-fidelity is installed but its torchvision "
             "does not match this torch (e.g. a CUDA torchvision beside a CPU torch), torchmetrics fails on import: "
-            "install the torchvision built for your torch, or uninstall torch-fidelity (custom extractors work without it)."
+            "install the torchvision built for your torch, or uninstall torch-fidelity (custom extractors work "
+            "without it)."
         ) from e
     return FrechetInceptionDistance, KernelInceptionDistance, InceptionScore
+
+
+def _unsafe_weights(path: Path) -> str | None:
+    """Why ``path`` is not a plain state dict of tensors under ``torch.load(weights_only=True)``, or None."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # weights_only refuses any object outside tensors / containers / numbers
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        return "it is not a state dict of tensors"
+    return None
 
 
 def inception_v3(weights: str | os.PathLike | None = None) -> nn.Module:
@@ -81,8 +95,13 @@ def inception_v3(weights: str | os.PathLike | None = None) -> nn.Module:
             f"{inception_weights_path(None)} (torch.hub's cache; set TORCH_HOME to move it), or pass "
             "inception_weights='/path/to/" + INCEPTION_WEIGHTS_FILE + "'"
         )
+    else:
+        problem = _unsafe_weights(path)
+        if problem:
+            problems.append(f"its weights file {path} cannot be read safely ({problem}): replace it with "
+                            f"{INCEPTION_WEIGHTS_URL}")
     try:
-        import torch_fidelity.feature_extractor_inceptionv3  # noqa: F401
+        importlib.import_module("torch_fidelity.feature_extractor_inceptionv3")  # imports, or says why not
     except ImportError as e:
         problems.append(
             f"torch-fidelity does not import ({type(e).__name__}: {e}): `pip install torch-fidelity` together with "
@@ -94,13 +113,6 @@ def inception_v3(weights: str | os.PathLike | None = None) -> nn.Module:
             + ". Or pass feature_extractor= (and logits_extractor= for IS): any nn.Module mapping images to (N, d) "
             "features, e.g. fastwgan's digit classifier for MNIST."
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-            raise ValueError("it is not a plain state dict of tensors")
-    except Exception as e:
-        raise InceptionUnavailableError(f"the Inception weights file {path} cannot be read safely ({e}); "
-                                        f"replace it with {INCEPTION_WEIGHTS_URL}.") from e
     from torchmetrics.image.fid import NoTrainInceptionV3
 
     return NoTrainInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
@@ -136,8 +148,11 @@ def _run(net: nn.Module, x: Tensor, batch: int) -> Tensor:
 
 def _extract(x: Tensor, feature_extractor, logits_extractor, inception, batch: int) -> tuple[Tensor, Tensor | None]:
     if inception is not None:
+        if x.shape[1] not in (1, 3):
+            raise ValueError(f"Inception-v3 takes gray or RGB images (N, 1 or 3, H, W), got {tuple(x.shape)}.")
         u8 = (x.expand(-1, 3, -1, -1) * 255).round().to(torch.uint8)  # gray -> RGB; Inception takes uint8
-        out = [_run(inception, u8[i:i + batch], batch) for i in range(0, u8.shape[0], batch)]
+        with torch.no_grad():
+            out = [inception(u8[i:i + batch]) for i in range(0, u8.shape[0], batch)]  # (features, logits) each
         return torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out])
     feats = _run(feature_extractor, x, batch)
     logits = _run(logits_extractor, x, batch) if logits_extractor is not None else None
@@ -168,8 +183,10 @@ def fid_kid_is(generated: Tensor, real: Tensor, *, feature_extractor: nn.Module 
     if fg.dim() != 2 or fr.shape[1:] != fg.shape[1:]:
         raise ValueError(f"the feature extractor must map images to (N, d) features, got {tuple(fg.shape)}.")
     d = fg.shape[1]
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         torch.manual_seed(seed)
+        # KID / IS warn that they keep every feature in memory: known, and small here (N x d)
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         fid = fid_cls(feature=_Given(d))
         fid.update(fr.double(), real=True)
         fid.update(fg.double(), real=False)

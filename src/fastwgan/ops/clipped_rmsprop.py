@@ -41,9 +41,9 @@ takes the tensor lists as they are, and
 
 FMA contraction policy (Triton): the kernel is launched with ``enable_fp_fusion=False``, so no
 ``a*b + c`` is fused: each product and each sum is rounded on its own, as in the interpreter the
-tests run, in the C++ kernel (no FMA without -march flags) and in torch's CPU kernels for these
-expressions. With sqrt and division correctly rounded (sqrt_rn, div_rn) the kernel then gives on a
-GPU bitwise what the interpreter tests verify. torch's own CUDA RMSprop is built by nvcc with
+tests run and in the C++ kernel (no FMA without -march flags). With sqrt and division correctly
+rounded (sqrt_rn, div_rn) the kernel then gives on a GPU, by construction (no GPU has run it
+yet), bitwise what the interpreter tests verify. torch's own CUDA RMSprop is built by nvcc with
 contraction on and its AVX-512 CPU kernels use fmadd, so equality with *torch* is not claimed
 bitwise: the tests hold every backend to the rule (at most twice torch32's error against fp64
 plus one fp32 epsilon at the tensor's scale), which absorbs one FMA's difference (at most

@@ -20,14 +20,16 @@ Triton specifics:
     least TARGET_PROGRAMS programs (batch 64 of 3x64x64: 64 x 4 = 256 >= 132 SMs); a second, tiny
     kernel sums the S partial sums of each row in a fixed order and takes the root. Forward and
     backward stay deterministic (no atomics). The backward is a (B, N / BLOCK) grid already.
-  * FMA contraction policy: every launch passes ``enable_fp_fusion=False``, so each product and
-    each sum is rounded on its own, as in the interpreter the tests run and in the plain-PyTorch
-    reference (one op per rounding). The elementwise kernels therefore give on a GPU bitwise what
-    the interpreter tests verify; the norms differ from the interpreter only in the order of the
-    tree reduction, which the tests' rule (twice plain fp32's error) covers. With contraction
-    on, each ``a*b + c`` would instead be within u*|a*b| of the unfused value, a difference of
-    the order of plain fp32's own rounding that the same rule would also absorb. Off costs one
-    extra instruction per uncontracted pair in kernels bound by memory traffic, not arithmetic.
+  * FMA contraction policy: every launch passes ``enable_fp_fusion=False``, so each product and each
+    sum is rounded on its own, as in the interpreter the tests run and in the plain-PyTorch
+    reference (one op per rounding). For fp32/fp64 data the elementwise kernels therefore give on a
+    GPU, by construction (the same correctly rounded operations in the same order; no GPU has run
+    them yet), bitwise what the interpreter tests verify; the norms differ from the interpreter only
+    in the order of the tree reduction, which the tests' rule (twice plain fp32's error) covers.
+    With contraction on, each ``a*b + c`` would instead be within u*|a*b| of the unfused value, a
+    difference of the order of plain fp32's own rounding that the same rule would also absorb. Off
+    costs one extra instruction per uncontracted pair in kernels bound by memory traffic, not
+    arithmetic.
 
 Backends: C++ (``csrc/gradient_penalty.cpp``, registered as ``torch.ops.fastwgan.*`` with fake
 implementations so ``torch.compile`` keeps them in the graph), Triton (GPU, or CPU under

@@ -86,8 +86,7 @@ def noise_size_candidates(generator: nn.Module) -> list[int]:
 def infer_noise_size(generator: nn.Module, source, device: torch.device) -> int:
     """The first candidate size on which the generator emits samples shaped like the data; else
     the first on which it runs at all (the probe then names the shape mismatch)."""
-    x, y = source.sample_real(2)
-    y = y.to(device) if y is not None else None
+    y = torch.zeros(2, dtype=torch.long, device=device) if source.n_classes else None  # class 0: valid for any
     dtype = next(generator.parameters()).dtype
     runs = []
     for z_dim in noise_size_candidates(generator):
@@ -133,7 +132,6 @@ def check_settings_fit_models(generator: nn.Module, critic: nn.Module, cfg: Trai
 @torch.no_grad()
 def probe_models(generator: nn.Module, critic: nn.Module, source, z_dim: int, device: torch.device) -> None:
     """Run G and D on two samples (eval mode, fixed noise) and name whatever does not fit."""
-    _check_label_count(generator, critic, source)
     modes = (generator.training, critic.training)
     generator.eval()
     critic.eval()
@@ -163,10 +161,18 @@ def probe_models(generator: nn.Module, critic: nn.Module, source, z_dim: int, de
         critic.train(modes[1])
 
 
-def _check_label_count(generator: nn.Module, critic: nn.Module, source) -> None:
-    """Labels 0..n-1 must fit every label embedding of both models (the probe may not draw n-1)."""
+def check_labels_fit_models(generator: nn.Module, critic: nn.Module, source) -> None:
+    """Labelled data needs conditional models with room for every class, and the reverse; checked
+    before anything calls the models, so the error names the labels, not a symptom."""
     n = source.n_classes
     for name, model in (("generator", generator), ("critic", critic)):
+        declared = getattr(model, "n_classes", None)  # the built-in models say what they take
+        if n and declared == 0:
+            raise ValueError(f"the data has labels ({n} classes) but the {name} is unconditional (n_classes=0): "
+                             f"build the models with n_classes={n}, or pass the data without labels")
+        if not n and declared:
+            raise ValueError(f"the {name} is conditional (n_classes={declared}) but the data has no labels: pass "
+                             "labelled data (x, y), or build the models with n_classes=0")
         embeds = [m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)]
         if n and embeds and n > min(embeds):
             raise ValueError(f"the data has {n} classes but the {name}'s label embedding has {min(embeds)}: build "

@@ -61,11 +61,12 @@ class TrainConfig:
     eval_samples: int = _algo(2000)
     optimizer: str | None = _algo()  # "adam" | "rmsprop", from the loss
     world_size: int = _algo(1)
+    image_size: int | None = _algo()  # images resized to this size (image folders, mnist at 32)
+    data: str | None = _algo()  # the built-in data set's name or the image folder (None: the caller's data)
     # where and how it runs (may differ between a run and its resumption)
     device: Any = "auto"
     backend: str = "auto"
     out: str | os.PathLike | None = None
-    image_size: int | None = None
     checkpoint_every: int | None = None
     keep_checkpoints: int = 3
     resume: bool = False
@@ -87,7 +88,9 @@ class TrainConfig:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.metadata.get("algorithm")}
 
 
-SETTINGS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("optimizer", "world_size"))
+# what train() takes; the other fields are filled in by train itself
+_DERIVED = ("optimizer", "world_size", "data")
+SETTINGS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in _DERIVED)
 # settings that may differ between a run and its resumption (the rest of the algorithm must match)
 RESUME_MAY_CHANGE = ("steps", "log_every", "eval_every", "eval_samples")
 
@@ -160,12 +163,12 @@ def check(cfg: TrainConfig) -> None:
     if cfg.batch_size < 1:
         _bad(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
     _check_n_critic(cfg.n_critic)
-    if cfg.loss == "wgan":
+    if cfg.loss == "wgan" or cfg.clip is not None:  # checked even where the loss ignores it
         _check_type("clip", cfg.clip, _is_number(cfg.clip), "a number (the paper uses 0.01)")
         if not (cfg.clip > 0 and math.isfinite(cfg.clip)):
-            _bad(f"clip must be > 0 for loss='wgan' (the paper uses 0.01), got {cfg.clip!r}")
+            _bad(f"clip must be > 0 (WGAN's weight-clipping bound; the paper uses 0.01), got {cfg.clip!r}")
     _check_type("lam", cfg.lam, _is_number(cfg.lam), "a number (the paper uses 10)")
-    if cfg.loss in PENALTY_LOSSES and not (cfg.lam >= 0 and math.isfinite(cfg.lam)):
+    if not (cfg.lam >= 0 and math.isfinite(cfg.lam)):
         _bad(f"lam (the penalty weight) must be finite and >= 0, got {cfg.lam!r} (the paper uses 10)")
     _check_betas(cfg.betas)
     if cfg.z_dim is not None:

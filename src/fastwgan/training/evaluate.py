@@ -80,6 +80,6 @@ def _modes(pairs, source) -> dict[str, float]:
 def _image_metrics(pairs, source) -> dict[str, float]:
     if getattr(source, "name", None) not in ("mnist", "stacked-mnist"):
         return {}
-    from ..image_metrics import image_metrics
+    from ..imagemetrics import image_metrics
 
-    return image_metrics(torch.cat([f for f, _ in pairs]), source.name)
+    return image_metrics(torch.cat([f for f, _ in pairs]), source.name, data_range=tuple(source.value_range))

@@ -13,6 +13,7 @@ points (one host sync per ``log_every`` steps).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ def train(generator: nn.Module | None, critic: nn.Module | None, data: Any, **se
     """
     t_setup = time.perf_counter()
     cfg = config.resolve(settings, build.preset_for(data, settings.get("image_size")))
+    cfg.data = os.fspath(data) if isinstance(data, (str, os.PathLike)) else None
     device = build.resolve_device(cfg.device)
     check_static_settings(cfg, device)
     info = dist_.setup(device)
@@ -69,6 +71,7 @@ def _train(generator, critic, data, cfg: config.TrainConfig, device: torch.devic
     generator, critic, z_dim = build.build_models(generator, critic, preset, cfg, source)
     generator.to(device)
     critic.to(device)
+    build.check_labels_fit_models(generator, critic, source)
     with IsolatedRNG(source):  # probing the models must not move the training's streams
         cfg.z_dim = z_dim or build.infer_noise_size(generator, source, device)
         build.check_settings_fit_models(generator, critic, cfg)
@@ -170,10 +173,8 @@ def _runner(s: RunState, start: int) -> Runner:
     eager = EagerStep(generator=s.generator, critic=s.critic, g_train=dist_.wrap(s.generator, info, s.device),
                       d_train=dist_.wrap(s.critic, info, s.device), opt_d=s.opt_d, opt_g=s.opt_g, amp=s.amp, cfg=cfg,
                       draws=draws, n_critic_at=config.n_critic_schedule(cfg.n_critic))
-    with IsolatedRNG(s.source):  # its probe of the data's labels must not move the streams
-        labelled = s.source.sample_real(1)[1] is not None
     return Runner(eager, cfg, s.device, s.source, cfg.steps - start, info.enabled, tuple(s.source.sample_shape),
-                  labelled)
+                  labelled=s.source.n_classes > 0)
 
 
 def _progress_bar(cfg: config.TrainConfig, start: int, info: dist_.DistInfo):

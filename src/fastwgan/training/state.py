@@ -12,6 +12,7 @@ from torch import nn
 
 from .. import checkpoint as ckpt
 from .. import distributed as dist_
+from ..run_folder import check_resume_steps
 from .config import TrainConfig, check_resume
 from .precision import Amp
 
@@ -54,7 +55,7 @@ class RunState:
         """Load the newest good checkpoint into the objects: (step, history, evals, path), or None
         when the folder has no checkpoint yet. Every checkpoint unreadable is an error, never a
         silent restart."""
-        found = ckpt.load_latest(folder)
+        found = ckpt.load_latest(folder, required=ckpt.REQUIRED_KEYS)
         if found is None:
             if ckpt.list_checkpoints(folder):
                 raise ValueError(
@@ -64,21 +65,18 @@ class RunState:
             return None
         state, path = found
         check_resume(state.get("config", {}), self.cfg, path)
-        _check_steps(state["step"], self.cfg.steps, path)
+        check_resume_steps(state["step"], self.cfg.steps, path)
         self._load(state, path)
         return state["step"], state.get("history", []), state.get("evals", []), path
 
     def _load(self, state: dict[str, Any], path: Path) -> None:
-        try:
-            self.generator.load_state_dict(state["generator"])
-            self.critic.load_state_dict(state["critic"])
-            self.opt_d.load_state_dict(state["opt_d"])
-            self.opt_g.load_state_dict(state["opt_g"])
-            self.source.load_state_dict(state["data"])
-            ckpt.set_rng_state(state["rng"])
-        except KeyError as e:
-            raise ValueError(f"checkpoint {path} lacks the entry {e}: it is not a complete fastwgan checkpoint; "
-                             "resume from another one or start over with resume=False") from None
+        """(load_latest checked that every entry is there.)"""
+        self.generator.load_state_dict(state["generator"])
+        self.critic.load_state_dict(state["critic"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.source.load_state_dict(state["data"])
+        ckpt.set_rng_state(state["rng"])
         if self.device.type == "cuda" and "rng_device" in state:  # this rank's own device stream
             torch.cuda.set_rng_state(state["rng_device"], self.device)
         for key, scaler in (("scaler_d", self.amp.scaler_d), ("scaler_g", self.amp.scaler_g)):
@@ -86,16 +84,8 @@ class RunState:
                 scaler.load_state_dict(state[key])
 
 
-def _check_steps(saved_step: int, steps: int, path: Path) -> None:
-    if steps < saved_step:
-        raise ValueError(f"cannot resume from {path}: it is at step {saved_step}, beyond steps={steps}; pass "
-                         f"steps >= {saved_step} (the run's own steps or more)")
-
-
 def model_specs(generator: nn.Module, critic: nn.Module) -> dict[str, Any]:
     """How to rebuild the models (built-in ones; None for the caller's own), for fastwgan.load."""
-    try:
-        from ..models import model_spec
-    except ImportError:
-        return {"generator": None, "critic": None}
+    from ..models import model_spec
+
     return {"generator": model_spec(generator), "critic": model_spec(critic)}

@@ -21,7 +21,7 @@ Two formulations:
 Zero-gradient convention (both paths and ``backend="reference"``): where ``g_b = 0`` the norm is not
 differentiable; we define ``d||g_b||/dg_b = 0``. Such a sample adds ``lam / B`` to P (two-sided;
 0 one-sided) and contributes exactly zero gradient -- never NaN, which is what the common
-hand-written ``sqrt((g**2).sum(1))`` gives there (0/0 in the double backward; pytorch #2421, #2534).
+hand-written ``sqrt((g**2).sum(1))`` gives there (0/0 in the double backward: the derivative of sqrt at 0 is infinite, times a zero).
 torch 2.x's own ``Tensor.norm`` backward already uses this convention, so the textbook reference
 agrees with the fused path at a zero gradient (tests/test_gradient_penalty.py checks both).
 

@@ -63,11 +63,9 @@ def _digits_models(z_dim: int, n_classes: int) -> tuple[nn.Module, nn.Module]:
 
 TOY_WIDTH = 256
 
-# Measured on this project's 2-core CPU (benchmarks/RESULTS.md, "convergence"): gan_toy's own
-# settings (width 512, lambda 0.1, Adam 1e-4 constant) cover all 8 modes but reach 70% high-quality
-# samples only after >4000 steps (width 128: hq 0.65 at 4000; width 512: 0.4 s/step). Width 256,
-# lambda 1, Adam 2e-4 with betas (0.5, 0.9) decaying linearly to 0 gets 8/8 modes, hq 0.74 and
-# W1 0.073 (floor 0.067) in 3000 steps; the decay is what sharpens the modes at the end.
+# Why this preset and not gan_toy's own settings (width 512, lambda 0.1, Adam 1e-4 constant): those
+# reach the high-quality criterion much later, and the linear decay is what sharpens the modes at
+# the end. The runs behind it, with their command: benchmarks/RESULTS.md, "Convergence".
 # Other losses keep their papers' settings on toy data (with gan_toy's batch of 256).
 _TOY = dict(batch_size=256)
 _TOY_PER_LOSS = {
@@ -143,7 +141,7 @@ def mnist_preset(image_size: int = 28, channels: int = 1) -> Preset:
     if image_size not in (28, 32):
         raise ValueError(f"the MNIST presets are for image_size 28 or 32, got {image_size!r}.")
     models = _mnist_models(MNIST_CPU_DIM, channels) if image_size == 28 else _dcgan32_models(channels)
-    # TODO(measure): steps is a placeholder until the preset is measured (FD against steps on this CPU).
+    # steps: gan_mnist.py's setting is not yet measured on this CPU (FD against steps); 2000 is a guess.
     return Preset(models=models, z_dim=MNIST_Z_DIM, steps=2000, settings=_MNIST, per_loss=_MNIST_PER_LOSS,
                   log_every=50, eval_every=500, notes="gan_mnist.py's setting; steps not yet measured")
 

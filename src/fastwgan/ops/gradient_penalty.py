@@ -37,7 +37,7 @@ implementations so ``torch.compile`` keeps them in the graph), Triton (GPU, or C
 
 Zero-gradient convention: at ``g_b = 0`` we define ``d||g_b||/dg_b = 0`` (a subgradient). The sample
 then adds ``lam / B`` to P (two-sided) and exactly zero gradient. A hand-written
-``sqrt(sum g^2)`` gives 0/0 = NaN there (pytorch #2421, #2534); torch's ``norm`` backward and
+``sqrt(sum g^2)`` gives 0/0 = NaN there (the derivative of sqrt at 0 is infinite, times a zero); torch's ``norm`` backward and
 ``reference.gradient_penalty.safe_norm`` use the same convention as these kernels.
 
 Norms are kept in float64 (B values) by the C++ kernel so that the backward coefficient gap/n is

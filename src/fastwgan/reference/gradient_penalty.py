@@ -9,7 +9,7 @@ formulation that the fused path is tested against.
 
 Zero gradient: torch's ``norm`` backward (2.x) returns 0 where the norm is 0, which is the
 convention of the fused path (d||g||/dg := 0 at g = 0); the hand-written ``sqrt(sum(g**2))`` that
-many implementations use gives 0/0 = NaN there instead (pytorch #2421, #2534).
+many implementations use gives 0/0 = NaN there instead (the derivative of sqrt at 0 is infinite, times a zero).
 :func:`safe_norm` is the same convention written with differentiable ops of any order.
 """
 from __future__ import annotations

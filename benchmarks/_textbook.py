@@ -28,8 +28,9 @@ class TextbookLoop:
 
     def __init__(self, G: nn.Module, D: nn.Module, sample: Callable[[int], torch.Tensor], *, z_dim: int = 2,
                  batch: int = 256, lam: float = 0.1, lr: float = 1e-4, betas: tuple[float, float] = (0.5, 0.9),
-                 n_critic: int = 5, clip: float | None = None, total_steps: int | None = None) -> None:
-        self.G, self.D, self.sample, self.z_dim = G, D, sample, z_dim
+                 n_critic: int = 5, clip: float | None = None, total_steps: int | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        self.G, self.D, self.sample, self.z_dim, self.device = G, D, sample, z_dim, device
         self.batch, self.lam, self.n_critic, self.clip = batch, lam, n_critic, clip
         if clip is None:
             self.opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
@@ -52,12 +53,12 @@ class TextbookLoop:
             for _ in range(self.n_critic):
                 real = self.sample(b)
                 with torch.no_grad():
-                    fake = G(torch.randn(b, self.z_dim))
+                    fake = G(torch.randn(b, self.z_dim, device=self.device))
                 D.zero_grad()
                 d_real, d_fake = D(real).mean(), D(fake).mean()
                 loss = d_fake - d_real
                 if self.clip is None:
-                    alpha = torch.rand(b, *([1] * (real.dim() - 1))).expand_as(real)
+                    alpha = torch.rand(b, *([1] * (real.dim() - 1)), device=self.device).expand_as(real)
                     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
                     (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
                     loss = loss + self.lam * ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
@@ -70,7 +71,7 @@ class TextbookLoop:
             for p in D.parameters():
                 p.requires_grad = False
             G.zero_grad()
-            (-D(G(torch.randn(b, self.z_dim))).mean()).backward()
+            (-D(G(torch.randn(b, self.z_dim, device=self.device))).mean()).backward()
             self.opt_g.step()
             self.step += 1
         return self.w

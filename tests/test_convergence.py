@@ -1,13 +1,12 @@
 """A real convergence check: the README's main job (WGAN-GP on 8gaussians with its preset) learns
-the distribution. Criteria from the project's issue 2:
+the distribution. The criteria (those the README states for it):
 
 * all 8 modes covered (a mode counts when >= 1% of the samples are high-quality samples of it);
 * at least 70% of the samples of high quality (within 3 standard deviations of a center);
 * W1 between 2000 generated and 2000 real samples at most 1.5x the W1 between two independent real
   sets of 2000 (the finite-sample floor, averaged over 5 seeds: about 0.067 here).
 
-What it takes and how long it runs on 2 CPU cores is written in benchmarks/RESULTS.md and in
-``fastwgan.presets`` beside the preset.
+What it takes and how long it runs on 2 CPU cores is written in benchmarks/RESULTS.md ("Convergence").
 """
 import pytest
 import torch

@@ -396,16 +396,16 @@ class MNISTGenerator(nn.Module):
     Conditional (``n_classes > 0``): a learned label embedding is appended to z, as for the other
     built-in generators."""
 
-    def __init__(self, z_dim: int = 128, dim: int = 64, n_classes: int = 0) -> None:
+    def __init__(self, z_dim: int = 128, dim: int = 64, n_classes: int = 0, channels: int = 1) -> None:
         super().__init__()
-        _check_positive(z_dim=z_dim, dim=dim)
+        _check_positive(z_dim=z_dim, dim=dim, channels=channels)
         _check_classes(n_classes)
-        self.z_dim, self.dim, self.n_classes, self.img_size, self.channels = z_dim, dim, n_classes, 28, 1
+        self.z_dim, self.dim, self.n_classes, self.img_size, self.channels = z_dim, dim, n_classes, 28, channels
         self.embed = nn.Embedding(n_classes, n_classes) if n_classes > 0 else None
         self.fc = nn.Sequential(nn.Linear(z_dim + n_classes, 4 * 4 * 4 * dim), ReLU())
         self.up1 = nn.Sequential(nn.ConvTranspose2d(4 * dim, 2 * dim, 5, 2, padding=2, output_padding=1), ReLU())
         self.up2 = nn.Sequential(nn.ConvTranspose2d(2 * dim, dim, 5, 2, padding=2, output_padding=1), ReLU())
-        self.out = nn.ConvTranspose2d(dim, 1, 5, 2, padding=2, output_padding=1)
+        self.out = nn.ConvTranspose2d(dim, channels, 5, 2, padding=2, output_padding=1)  # 3: Stacked MNIST
         self.apply(_tflib_init)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
@@ -427,13 +427,13 @@ class MNISTCritic(nn.Module):
     padding as in ``MNISTGenerator``. Conditional (``n_classes > 0``): the projection head of the
     other built-in critics, D(x, y) = Linear(h) + <embed(y), h>."""
 
-    def __init__(self, dim: int = 64, n_classes: int = 0) -> None:
+    def __init__(self, dim: int = 64, n_classes: int = 0, channels: int = 1) -> None:
         super().__init__()
-        _check_positive(dim=dim)
+        _check_positive(dim=dim, channels=channels)
         _check_classes(n_classes)
-        self.dim, self.n_classes, self.img_size, self.channels = dim, n_classes, 28, 1
+        self.dim, self.n_classes, self.img_size, self.channels = dim, n_classes, 28, channels
         self.body = nn.Sequential(
-            nn.Conv2d(1, dim, 5, 2, padding=2), LeakyReLU(0.2),
+            nn.Conv2d(channels, dim, 5, 2, padding=2), LeakyReLU(0.2),  # channels 3: Stacked MNIST
             nn.Conv2d(dim, 2 * dim, 5, 2, padding=2), LeakyReLU(0.2),
             nn.Conv2d(2 * dim, 4 * dim, 5, 2, padding=2), LeakyReLU(0.2),
         )
@@ -442,11 +442,12 @@ class MNISTCritic(nn.Module):
         self.apply(_tflib_init)
 
     def _image(self, x: Tensor) -> Tensor:
-        if x.dim() == 2 and x.shape[1] == 784:
-            return x.reshape(x.shape[0], 1, 28, 28)  # the authors feed flat digits
-        if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-            raise ValueError(f"MNISTCritic takes (B, 1, 28, 28) or flat (B, 784) digits, got {tuple(x.shape)}; for "
-                             "32x32 data use DCGANCritic(img_size=32, channels=1, norm='layer').")
+        c = self.channels
+        if x.dim() == 2 and x.shape[1] == 784 * c:
+            return x.reshape(x.shape[0], c, 28, 28)  # the authors feed flat digits
+        if x.dim() != 4 or tuple(x.shape[1:]) != (c, 28, 28):
+            raise ValueError(f"MNISTCritic(channels={c}) takes (B, {c}, 28, 28) or flat (B, {784 * c}) digits, got "
+                             f"{tuple(x.shape)}; for 32x32 data use DCGANCritic(img_size=32, channels={c}, norm='layer').")
         return x
 
     def features(self, x: Tensor, y: Tensor | None = None) -> Tensor:

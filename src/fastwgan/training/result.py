@@ -17,7 +17,7 @@ class TrainResult:
 
     generator: nn.Module
     critic: nn.Module
-    history: list[dict[str, float]]  # one entry per logged generator step
+    history: list[dict[str, float]]  # one entry per generator step (read from the device at log points)
     metrics: dict[str, float]  # final metrics (W1, modes, ...), also in summary.json
     config: dict[str, Any]  # every resolved algorithm setting
     out: Path | None  # the run folder, when one was written

@@ -4,7 +4,6 @@ old one, two writers never share a folder, an unwritable folder fails before the
 case ends with every earlier checkpoint intact (byte for byte)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -114,3 +113,18 @@ def test_an_unwritable_folder_fails_before_the_first_step(tmp_path):
     with pytest.raises(RunFolderNotWritableError, match="a-file"):
         fastwgan.train(G, D, "8gaussians", out=blocker / "run", **ARGS)
     assert all(torch.equal(a, b) for a, b in zip(before, [*G.parameters(), *D.parameters()], strict=True))
+
+
+def test_the_cli_refuses_a_second_run_into_a_folder_then_overwrite_moves_it_aside(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--data", "8gaussians", "--steps", "2", "--batch-size", "16", "--out", str(run), "--no-progress",
+            "--no-plots", "--eval-samples", "0"]
+    assert cli_main(argv) == 0
+    before = _snapshot(run)
+    capsys.readouterr()
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastwgan: error:") and "--resume" in err and "--overwrite" in err
+    assert cli_main(argv + ["--overwrite"]) == 0
+    (moved,) = run.glob("previous-run-*")
+    assert _snapshot(moved) == before

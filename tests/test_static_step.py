@@ -28,7 +28,6 @@ import fastwgan
 from fastwgan import checkpoint
 from fastwgan.losses import LOSSES
 from fastwgan.models import MLPCritic, MLPGenerator
-from fastwgan.optim import ClippedRMSprop
 from fastwgan.training.inputs import Draws
 from fastwgan.training.precision import Amp
 from fastwgan.training.static import StaticStep

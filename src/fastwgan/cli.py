@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
     t.add_argument("--keep-checkpoints", type=int, default=3, help="keep the newest K checkpoints (default 3)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    t.add_argument("--overwrite", action="store_true",
+                   help="--out holds another run: move it aside into OUT/previous-run-<time>/ and start a new one")
     t.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="fp32; bf16 autocast (CPU or CUDA); fp16 autocast + GradScaler (CUDA)")
     t.add_argument("--compile", default="auto", choices=("auto", "on", "off"),
@@ -206,7 +208,7 @@ def _train(args) -> int:
             seed=args.seed, device=args.device, backend=args.backend, out=out,
             log_every=args.log_every, eval_every=args.eval_every, eval_samples=args.eval_samples,
             image_size=args.image_size, checkpoint_every=args.checkpoint_every,
-            resume=args.resume, tensorboard=args.tensorboard, progress=not args.no_progress,
+            resume=args.resume, overwrite=args.overwrite, tensorboard=args.tensorboard, progress=not args.no_progress,
             keep_checkpoints=args.keep_checkpoints, precision=args.precision, plots=not args.no_plots,
             compile=_on_off(args.compile), cuda_graphs=_on_off(args.cuda_graphs),
         )

@@ -46,7 +46,8 @@ def train(generator: nn.Module | None, critic: nn.Module | None, data: Any, **se
     run is data parallel (:mod:`fastwgan.distributed`).
     """
     t_setup = time.perf_counter()
-    cfg = config.resolve(settings, build.preset_for(data, settings.get("image_size")))
+    preset = build.preset_for(data, settings.get("image_size"))
+    cfg = config.resolve(settings, preset)
     cfg.data = os.fspath(data) if isinstance(data, (str, os.PathLike)) else None
     device = build.resolve_device(cfg.device)
     check_static_settings(cfg, device)
@@ -57,17 +58,16 @@ def train(generator: nn.Module | None, critic: nn.Module | None, data: Any, **se
             torch.cuda.set_device(device)
         cfg.world_size = info.world
     try:
-        return _train(generator, critic, data, cfg, device, info, t_setup)
+        return _train(generator, critic, data, preset, cfg, device, info, t_setup)
     finally:
         if info.started_here:
             torch.distributed.destroy_process_group()
 
 
-def _train(generator, critic, data, cfg: config.TrainConfig, device: torch.device, info: dist_.DistInfo,
+def _train(generator, critic, data, preset, cfg: config.TrainConfig, device: torch.device, info: dist_.DistInfo,
            t_setup: float) -> TrainResult:
     seed_everything(cfg.seed)
     source = as_data_source(data, batch_size=cfg.batch_size, seed=cfg.seed, image_size=cfg.image_size)
-    preset = build.preset_for(data, cfg.image_size)
     generator, critic, z_dim = build.build_models(generator, critic, preset, cfg, source)
     generator.to(device)
     critic.to(device)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..objectives import call
+from .result import generate
 
 # The final evaluation averages W1 (or sliced W) over this many independent draws of n generated
 # and n real samples: one 2000-vs-2000 W1 on 8gaussians scatters about as much as the margin the
@@ -20,20 +20,11 @@ from ..objectives import call
 FINAL_EVAL_REPEATS = 5
 
 
-@torch.no_grad()
 def draw(generator: nn.Module, source, z_dim: int, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(n generated, n real) samples as float32 CPU tensors; labels from the real draw condition G."""
     real, y = source.sample_real(n)
-    was = generator.training
-    generator.eval()
-    try:
-        dtype = next(generator.parameters()).dtype
-        z = torch.randn(n, z_dim, device=device, dtype=dtype)
-        yy = y.to(device) if (y is not None and source.n_classes) else None
-        fake = call(generator, z, yy).float().cpu()
-    finally:
-        generator.train(was)
-    return fake, real.float().cpu()
+    labels = y.to(device) if (y is not None and source.n_classes) else None
+    return generate(generator, z_dim, n, labels).float().cpu(), real.float().cpu()
 
 
 def evaluate(generator: nn.Module, source, z_dim: int, n: int, device, repeats: int = 1) -> dict[str, float]:

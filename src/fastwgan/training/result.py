@@ -27,14 +27,20 @@ class TrainResult:
     compile_seconds: float = 0.0  # compiling / capturing the static step
     step_mode: str = "eager"  # "eager", "compiled", "cuda-graph", "compiled+cuda-graph"
 
-    @torch.no_grad()
     def sample(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
         """n samples from the trained generator (eval mode), on the generator's device."""
-        param = next(self.generator.parameters())
-        was = self.generator.training
-        self.generator.eval()
-        try:
-            z = torch.randn(n, self.z_dim, device=param.device, dtype=param.dtype)
-            return call(self.generator, z, labels)
-        finally:
-            self.generator.train(was)
+        return generate(self.generator, self.z_dim, n, labels)
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, z_dim: int, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """G(z) for n draws z ~ N(0, I) in the generator's dtype and on its device, in eval mode (its
+    BatchNorm statistics are not updated), its training mode restored after."""
+    param = next(generator.parameters())
+    was = generator.training
+    generator.eval()
+    try:
+        z = torch.randn(n, z_dim, device=param.device, dtype=param.dtype)
+        return call(generator, z, labels)
+    finally:
+        generator.train(was)

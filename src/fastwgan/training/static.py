@@ -136,12 +136,10 @@ class StaticStep:
         self.z_g.copy_(self.draws.generator(), non_blocking=True)
 
     def set_lr(self, lr_d: float, lr_g: float) -> None:
-        """New learning rates (a value written into a device tensor: nothing recompiles)."""
+        """New learning rates, written into the device tensors the step reads: nothing recompiles
+        (the optimizers' param_groups, which checkpoints save, are the runner's to set)."""
         self.lr_d.fill_(lr_d)
         self.lr_g.fill_(lr_g)
-        for opt, lr in ((self.opt_d, lr_d), (self.opt_g, lr_g)):
-            for group in opt.param_groups:
-                group["lr"] = lr
 
     def __call__(self) -> Tensor:
         if not self._ready:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from _rules import assert_fp64_rule
-from fastwgan.models import MNISTCritic, MNISTGenerator, build_model, has_batchnorm, infer_z_dim, model_spec
+from fastwgan.models import MNISTCritic, MNISTGenerator, build_model, has_batchnorm, model_spec, noise_size_candidates
 from fastwgan.ops import activations
 from fastwgan.ops.activations import with_torch_activations
 from fastwgan.reference.gradient_penalty import gradient_penalty
@@ -66,7 +66,7 @@ def test_layers_shapes_and_rules():
     # the authors feed flat digits: same scores; forward = head(features)
     torch.testing.assert_close(D(x.reshape(3, 784)), D(x), rtol=0, atol=0)
     torch.testing.assert_close(D(x), D.proj.head(D.features(x)).reshape(3), rtol=0, atol=0)
-    assert infer_z_dim(G) == 128 and G.img_size == 28 and G.channels == 1
+    assert noise_size_candidates(G)[0] == 128 and G.img_size == 28 and G.channels == 1
 
 
 def test_tflib_initialisation():

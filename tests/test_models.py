@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fastwgan.models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator, has_batchnorm, infer_z_dim
+from fastwgan.models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator, has_batchnorm, noise_size_candidates
 from fastwgan.ops import activations
 from fastwgan.reference.gradient_penalty import gradient_penalty
 
@@ -153,12 +153,12 @@ def test_gradient_penalty_runs_through_critics(kind):
     assert grads["proj.head.weight"].abs().sum() > 0
 
 
-def test_infer_z_dim_and_has_batchnorm():
-    assert infer_z_dim(MLPGenerator(z_dim=7)) == 7
-    assert infer_z_dim(nn.Sequential(nn.Sequential(nn.Linear(13, 4)), nn.ReLU(), nn.Linear(4, 2))) == 13
-    assert infer_z_dim(nn.Sequential(nn.ConvTranspose2d(21, 8, 4), nn.Linear(3, 3))) == 21
-    assert infer_z_dim(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Linear(3, 3))) is None
-    assert infer_z_dim(nn.Sequential(nn.ReLU())) is None
+def test_noise_size_candidates_and_has_batchnorm():
+    assert noise_size_candidates(MLPGenerator(z_dim=7))[0] == 7  # the attribute first
+    assert noise_size_candidates(nn.Sequential(nn.Sequential(nn.Linear(13, 4)), nn.ReLU(), nn.Linear(4, 2))) == [13, 4]
+    assert noise_size_candidates(nn.Sequential(nn.ConvTranspose2d(21, 8, 4), nn.Linear(3, 3))) == [21, 3]
+    assert noise_size_candidates(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Linear(3, 3))) == [3]
+    assert noise_size_candidates(nn.Sequential(nn.ReLU())) == []
     assert has_batchnorm(nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.BatchNorm1d(2))))
     assert not has_batchnorm(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2), nn.GroupNorm(1, 2)))
     assert not has_batchnorm(MLPCritic())

@@ -88,7 +88,7 @@ __all__ = [
     "MLPCritic",
     "DCGANGenerator",
     "DCGANCritic",
-    "infer_z_dim",
+    "noise_size_candidates",
     "has_batchnorm",
     "builtin_model",
     "model_spec",
@@ -324,21 +324,20 @@ class DCGANCritic(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def infer_z_dim(generator: nn.Module) -> int | None:
-    """The generator's ``z_dim`` attribute; else the input width of its first layer in
-    registration order (nn.Linear.in_features or nn.ConvTranspose2d.in_channels); None when the
-    first such layer is anything else (e.g. a Conv2d) or there is none."""
+def noise_size_candidates(generator: nn.Module) -> list[int]:
+    """Plausible noise sizes of a generator, most likely first: a ``z_dim`` attribute, then the
+    input width of every nn.Linear / nn.ConvTranspose2d in registration order (the first layer
+    registered need not be the first called, so the trainer tries them in turn)."""
+    found: list[int] = []
     z = getattr(generator, "z_dim", None)
     if isinstance(z, int) and not isinstance(z, bool):
-        return z
+        found.append(z)
     for m in generator.modules():
         if isinstance(m, nn.Linear):
-            return m.in_features
-        if isinstance(m, nn.ConvTranspose2d):
-            return m.in_channels
-        if isinstance(m, nn.modules.conv._ConvNd):
-            return None
-    return None
+            found.append(m.in_features)
+        elif isinstance(m, nn.ConvTranspose2d):
+            found.append(m.in_channels)
+    return list(dict.fromkeys(found))
 
 
 def has_batchnorm(module: nn.Module) -> bool:

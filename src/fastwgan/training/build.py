@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..data import DEFAULT_IMAGE_SIZE
-from ..models import has_batchnorm
+from ..models import has_batchnorm, noise_size_candidates
 from ..objectives import call
 from ..optim import ClippedRMSprop
 from ..presets import PRESETS, Preset, builtin_preset, image_folder_preset
@@ -65,21 +65,6 @@ def build_models(generator: nn.Module | None, critic: nn.Module | None, preset: 
         if not any(True for _ in m.parameters()):
             raise ValueError(f"the {name} has no trainable parameters")
     return generator, critic, cfg.z_dim
-
-
-def noise_size_candidates(generator: nn.Module) -> list[int]:
-    """Plausible noise sizes: a ``z_dim`` attribute, then the input width of every Linear /
-    ConvTranspose2d in registration order (the first registered layer need not be the first called)."""
-    found: list[int] = []
-    z = getattr(generator, "z_dim", None)
-    if isinstance(z, int) and not isinstance(z, bool):
-        found.append(z)
-    for m in generator.modules():
-        if isinstance(m, nn.Linear):
-            found.append(m.in_features)
-        elif isinstance(m, nn.ConvTranspose2d):
-            found.append(m.in_channels)
-    return list(dict.fromkeys(found))
 
 
 @torch.no_grad()

@@ -71,3 +71,18 @@ def test_time_to_quality_rows_and_fragments(tmp_path):
     assert fast.rstrip(" |").endswith("2.20x | 10.00x")  # 110 / 50 against textbook bf16; 500 / 50 against fp32
     assert md.index("gpu_derived.md") < md.index("notes.md")  # fragments verbatim, the notes last
     assert "Hand-written notes." in md and "GPU fragment." in md
+
+
+def test_a_partial_run_replaces_only_what_it_measured(tmp_path):
+    def m(run_id, group, contender, median):
+        return dict(_m(run_id, contender, "fp32", median, baseline=contender == "textbook"), group=group)
+
+    _write(tmp_path / "train_loop.jsonl", [
+        _run("whole"), m("whole", "toy", "textbook", 0.4), m("whole", "toy", "fastwgan", 0.2),
+        m("whole", "dcgan", "textbook", 3.0), m("whole", "dcgan", "fastwgan", 1.0),
+        _run("part"), m("part", "dcgan", "textbook", 3.0), m("part", "dcgan", "fastwgan", 1.5),
+    ])
+    md = report.render(tmp_path)
+    assert "2.00x" in md  # toy: still the whole run's
+    assert "3.00x" not in md and md.count("2.00x") == 2  # dcgan: the partial run's (3.0 / 1.5), not 3.0 / 1.0
+    assert md.count("Command: `python benchmarks/train_loop.py`") == 2  # each run under its own header

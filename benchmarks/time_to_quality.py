@@ -1,6 +1,6 @@
 """Time to quality: how long until the samples are good, per contender, over seeds.
 
-    python benchmarks/time_to_quality.py                      # both criteria, 4 contenders, seeds 0 1 2
+    python benchmarks/time_to_quality.py                      # both criteria, 4 contenders, seeds 0 1 2 (~1.5 h)
     python benchmarks/time_to_quality.py --criteria 25gaussians --contenders "textbook fp32" "fastwgan fastest"
     FASTWGAN_BENCH_SMOKE=1 python benchmarks/time_to_quality.py --seeds 0   # tiny: checks it runs
     python benchmarks/time_to_quality.py --to-end --criteria 8gaussians   # and the final W1 at the full budget
@@ -14,18 +14,20 @@ generator steps) or the step budget ends. Criteria (evaluated on ``n`` = 2000 ge
   (``fastwgan.metrics.real_floor_w1``: W1 between two real sets of 2000, mean over 5 seeds);
 * 25gaussians: 25/25 modes covered and >= 70% high-quality samples.
 
-Contenders, all with the same models and settings (gan_toy's MLPs at width 256, batch 256,
-lambda 1, Adam 2e-4 with betas (0.5, 0.9) decaying linearly to 0 over the step budget, 5 critic
-steps; the measured presets of the toy data sets): the textbook loop (benchmarks/_textbook.py) in
-fp32 and under ``torch.autocast("cpu", dtype=torch.bfloat16)``, ``fastwgan.train`` in fp32 (eager),
-and fastwgan's fastest setting (``precision="bf16", compile=True``).
+Contenders, all with the same models (gan_toy's MLPs at width 256): the textbook loop
+(benchmarks/_textbook.py) in fp32 and under ``torch.autocast("cpu", dtype=torch.bfloat16)``, and
+``fastwgan.train`` in fp32 (eager), all three on the textbook recipe (batch 256, lambda 1, Adam 2e-4
+with betas (0.5, 0.9) decaying linearly to 0 over the criterion's budget, 5 critic steps); and
+"fastwgan fastest": ``fastwgan.train`` with its defaults (the preset's fast recipe, precision and
+compile "auto"). "fastwgan fast, eager" / "fast, compiled" (``--contenders``) pin compile either
+way: the rows behind compile="auto"'s choice.
 
 Time to quality = wall time from the contender's start (fastwgan: the call of ``fastwgan.train``,
 so set-up and compiling are included) to the evaluation that meets the criterion, minus the time
-spent evaluating. Every run is its own process. The compiled contender's runs share one inductor
-cache that a compile-only probe (a fresh process on a fresh cache) fills first: the runs report
-the warm-cache time; the cold-cache time is the same run with its compile time replaced by the
-probe's. Results: benchmarks/results/time_to_quality.jsonl (benchmarks/_bench.py); with
+spent evaluating. Every run is its own process. A compiling contender's runs share one inductor
+cache of their own that a compile-only probe (a fresh process on a fresh cache) fills first: the
+runs report the warm-cache time; the cold-cache time is the same run with its compile time replaced
+by the probe's. Results: benchmarks/results/time_to_quality.jsonl (benchmarks/_bench.py); with
 ``--to-end`` (every run goes on to the full budget and also records its final W1 over 5 draws: the
 quality at equal steps) time_to_quality_to_end.jsonl.
 """
@@ -35,7 +37,6 @@ import argparse
 import contextlib
 import dataclasses
 import functools
-import inspect
 import json
 import os
 import statistics
@@ -79,12 +80,38 @@ CRITERIA = {
     "8gaussians": Criterion(modes=8, high_quality=0.80, w1_factor=1.5, steps=5000),
     "25gaussians": Criterion(modes=25, high_quality=0.70, w1_factor=None, steps=10000),
 }
-CONTENDERS = {  # name: (loop, precision, compile)
-    "textbook fp32": ("textbook", "fp32", False),
-    "textbook bf16": ("textbook", "bf16", False),
-    "fastwgan fp32": ("fastwgan", "fp32", False),
-    "fastwgan fastest": ("fastwgan", "bf16", True),
+
+
+@dataclass(frozen=True)
+class Contender:
+    """``loop``: "textbook" (benchmarks/_textbook.py, under autocast for bf16) or "fastwgan";
+    ``recipe``: "textbook" (SETTINGS, the criterion's budget) or "fast" (the preset's default);
+    ``train``: further fastwgan.train settings (precision, compile: else "auto")."""
+
+    loop: str
+    recipe: str
+    precision: str = "auto"
+    train: tuple = ()
+
+
+CONTENDERS = {
+    "textbook fp32": Contender("textbook", "textbook", "fp32"),
+    "textbook bf16": Contender("textbook", "textbook", "bf16"),
+    "fastwgan fp32": Contender("fastwgan", "textbook", "fp32", (("compile", False),)),
+    "fastwgan fastest": Contender("fastwgan", "fast"),  # the defaults: fast recipe, precision and compile "auto"
+    "fastwgan fast, eager": Contender("fastwgan", "fast", "auto", (("compile", False),)),
+    "fastwgan fast, compiled": Contender("fastwgan", "fast", "auto", (("compile", True),)),
 }
+DEFAULT_CONTENDERS = ("textbook fp32", "textbook bf16", "fastwgan fp32", "fastwgan fastest")
+
+
+def custom_contender(settings_json: str) -> Contender:
+    """"fastwgan custom": the fast recipe with further train() settings (``--custom JSON``): how
+    a candidate recipe is tried before it goes into a preset."""
+    extra = json.loads(settings_json)
+    if not isinstance(extra, dict):
+        raise SystemExit(f"--custom takes a JSON object of fastwgan.train settings, got {settings_json!r}")
+    return Contender("fastwgan", "fast", extra.pop("precision", "auto"), tuple(sorted(extra.items())))
 
 
 def settings() -> dict:
@@ -107,7 +134,7 @@ EVAL_N, W1_DRAWS, FINAL_DRAWS, FLOOR_SEEDS = 2000, 3, 5, 5
 # evaluation (the same for every contender; its time is excluded)
 # ------------------------------------------------------------------------------------------------
 class Evaluator:
-    """``on_eval(step, generator) -> bool``: evaluate, log, and say whether the criterion holds.
+    """``on_eval(step, generator, metrics) -> bool``: evaluate, log, and say whether the criterion holds.
 
     Draws from its own generator (seeded by the step), so evaluating never moves a training stream.
     Keeps the clock: ``training_seconds`` = wall time since ``start()`` minus evaluation time."""
@@ -123,7 +150,7 @@ class Evaluator:
     def start(self) -> None:
         self.t0, self.eval_seconds = time.perf_counter(), 0.0
 
-    def on_eval(self, step: int, generator: torch.nn.Module) -> bool:
+    def on_eval(self, step: int, generator: torch.nn.Module, _metrics: dict | None = None) -> bool:
         t = time.perf_counter()
         rec = dict(step=int(step), seconds=t - self.t0 - self.eval_seconds, **self.measure(step, generator))
         self.evals.append(rec)
@@ -188,74 +215,74 @@ def run_textbook(name: str, steps: int, precision: str, seed: int, every: int, e
     return {}
 
 
-def run_fastwgan(name: str, steps: int, precision: str, compile: bool, seed: int, every: int, ev: Evaluator) -> dict:
-    G, D = models(seed)
+def train_settings(contender: Contender, steps: int, seed: int) -> dict:
+    """fastwgan.train's settings for ``contender`` (no models, data or evaluation)."""
     s = settings()
-    kwargs = dict(loss="wgan-gp", steps=steps, batch_size=s["batch"], lam=s["lam"], lr=s["lr"], betas=s["betas"],
-                  n_critic=s["n_critic"], lr_decay="linear", z_dim=2, seed=seed, device="cpu", progress=False,
-                  plots=False, eval_samples=0, log_every=every, precision=precision, compile=compile)
+    kw = dict(loss="wgan-gp", z_dim=2, seed=seed, device="cpu", progress=False, plots=False, eval_samples=0,
+              recipe=contender.recipe, precision=contender.precision, **dict(contender.train))
+    if contender.recipe == "textbook":  # the textbook loop's settings, spelled out
+        kw.update(steps=steps, batch_size=s["batch"], lam=s["lam"], lr=s["lr"], betas=s["betas"],
+                  n_critic=s["n_critic"], lr_decay="linear")
+    elif _bench.smoke():  # the preset's fast recipe at smoke size
+        kw.update(steps=steps, batch_size=s["batch"])
+    return kw
+
+
+def resolved(name: str, contender: Contender, steps: int):
+    """The TrainConfig this contender's runs resolve to (budget, precision, compile), by the
+    trainer's own rules."""
+    from fastwgan.presets import builtin_preset
+    from fastwgan.training.config import resolve
+    from fastwgan.training.precision import resolve_precision
+
+    kw = {k: v for k, v in train_settings(contender, steps, 0).items() if k != "device"}
+    cfg = resolve(kw, builtin_preset(name))
+    cfg.precision = resolve_precision(cfg.precision, torch.device("cpu"))
+    return cfg
+
+
+def compiles(name: str, contender: Contender, steps: int) -> bool:
+    """Whether this contender's runs compile (compile=True, or "auto" by the trainer's own rule)."""
+    from fastwgan.training.runner import static_wanted
+
+    if contender.loop != "fastwgan":
+        return False
+    cfg = resolved(name, contender, steps)
+    return static_wanted(cfg, torch.device("cpu"), cfg.steps)[0]
+
+
+def run_fastwgan(name: str, contender: Contender, steps: int, seed: int, every: int, ev: Evaluator) -> dict:
+    G, D = models(seed)
+    kw = train_settings(contender, steps, seed)
     ev.start()
-    if _train_has_hook():  # the hook: evaluate inside the run, stop at the criterion
-        r = fastwgan.train(G, D, name, eval_every=every, on_eval=ev.on_eval, **kwargs)
-        via = "on_eval"
-    else:  # until the trainer has the hook: the whole budget, then the checkpoints' generators
-        r, via = _via_checkpoints(G, D, name, kwargs, every, ev), "checkpoints"
-    return dict(compile_seconds=round(r.compile_seconds, 2), step_mode=r.step_mode, eval_via=via)
-
-
-def _train_has_hook() -> bool:
-    """Whether ``fastwgan.train`` takes ``on_eval=`` (a setting of its TrainConfig)."""
-    try:
-        from fastwgan.training.config import TrainConfig
-    except ImportError:
-        return "on_eval" in inspect.signature(fastwgan.train).parameters
-    return "on_eval" in {f.name for f in dataclasses.fields(TrainConfig)}
-
-
-def _via_checkpoints(G, D, name: str, kwargs: dict, every: int, ev: Evaluator):
-    """Without an in-run hook: train the whole budget writing a checkpoint every ``every`` steps,
-    then evaluate each checkpoint's generator; its time is the trainer's training clock at that
-    step (``TrainResult.history``; checkpoints and evaluation excluded) plus the compile time."""
-    from fastwgan.checkpoint import load_checkpoint
-
-    with tempfile.TemporaryDirectory(prefix="fastwgan-ttq-") as tmp:
-        out = Path(tmp) / "run"
-        r = fastwgan.train(G, D, name, out=out, checkpoint_every=every, keep_checkpoints=10**6, **kwargs)
-        clock = {h["step"]: h["time"] for h in r.history}
-        for path in sorted((out / "checkpoints").glob("ckpt-*.pt")):
-            state = load_checkpoint(path)
-            G.load_state_dict(state["generator"])
-            step = int(state["step"])
-            reached = ev.on_eval(step, G)
-            ev.evals[-1]["seconds"] = clock[step] + r.compile_seconds
-            if reached:
-                break
-    return r
+    r = fastwgan.train(G, D, name, eval_every=every, log_every=every, on_eval=ev.on_eval, **kw)
+    return dict(compile_seconds=round(r.compile_seconds, 2), step_mode=r.step_mode, precision=r.config["precision"],
+                budget_steps=r.config["steps"], n_critic=r.config["n_critic"], lr=r.config["lr"],
+                lr_g=r.config["lr_g"] or r.config["lr"])
 
 
 # ------------------------------------------------------------------------------------------------
 # one run per process
 # ------------------------------------------------------------------------------------------------
 def one_run(name: str, contender: str, seed: int, every: int, floor: float, steps: int, to_end: bool = False) -> dict:
-    loop, precision, compile = CONTENDERS[contender]
-    ev = Evaluator(name, criteria()[name], floor, final_step=steps if to_end else None)
-    if loop == "textbook":
-        info = run_textbook(name, steps, precision, seed, every, ev)
+    c = CONTENDERS[contender]
+    budget = steps if c.loop == "textbook" else resolved(name, c, steps).steps
+    ev = Evaluator(name, criteria()[name], floor, final_step=budget if to_end else None)
+    if c.loop == "textbook":
+        info = dict(run_textbook(name, steps, c.precision, seed, every, ev), precision=c.precision, budget_steps=steps)
     else:
-        info = run_fastwgan(name, steps, precision, compile, seed, every, ev)
+        info = run_fastwgan(name, c, steps, seed, every, ev)
     hit = next((e for e in ev.evals if e["reached"]), None)
     return dict(reached=hit is not None, step=hit["step"] if hit else None,
                 seconds_warm=hit["seconds"] if hit else None, last=ev.evals[-1] if ev.evals else None,
                 evals=len(ev.evals), **{k: v for k, v in ev.evals[-1].items() if k.startswith("final_")}, **info)
 
 
-def compile_probe(name: str) -> float:
-    """Compile seconds of the fastest contender's step in this process (its cache as given)."""
+def compile_probe(name: str, contender: str, steps: int) -> float:
+    """Compile seconds of ``contender``'s step in this process (its cache as given)."""
     G, D = models(0)
-    s = settings()
-    r = fastwgan.train(G, D, name, loss="wgan-gp", steps=2, batch_size=s["batch"], lam=s["lam"], lr=s["lr"],
-                       betas=s["betas"], n_critic=s["n_critic"], lr_decay="linear", z_dim=2, device="cpu",
-                       progress=False, plots=False, eval_samples=0, precision="bf16", compile=True)
+    kw = dict(train_settings(CONTENDERS[contender], steps, 0), steps=2, compile=True)
+    r = fastwgan.train(G, D, name, **kw)
     if r.step_mode != "compiled":
         raise RuntimeError(f"the compile probe ran {r.step_mode!r}, not compiled: see the warning above")
     return r.compile_seconds
@@ -273,19 +300,23 @@ def _child(args: list[str], cache: str) -> dict:
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--criteria", nargs="+", choices=list(CRITERIA), default=list(CRITERIA))
-    ap.add_argument("--contenders", nargs="+", choices=list(CONTENDERS), default=list(CONTENDERS))
+    ap.add_argument("--contenders", nargs="+", choices=[*CONTENDERS, "fastwgan custom"],
+                    default=list(DEFAULT_CONTENDERS))
+    ap.add_argument("--custom", default="{}", metavar="JSON",
+                    help='settings of the "fastwgan custom" contender, e.g. \'{"n_critic": 1, "lr_g": 2e-4}\'')
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--every", type=int, default=None, help="evaluate every N generator steps (default 250)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--to-end", action="store_true",
                     help="never stop early; also record the final W1 (5 draws) at the full budget")
     ap.add_argument("--one", nargs=3, metavar=("CRITERION", "CONTENDER", "SEED"), help=argparse.SUPPRESS)
-    ap.add_argument("--probe", metavar="CRITERION", help=argparse.SUPPRESS)
+    ap.add_argument("--probe", nargs=2, metavar=("CRITERION", "CONTENDER"), help=argparse.SUPPRESS)
     ap.add_argument("--floor", type=float, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     a.every = a.every or (5 if _bench.smoke() else 250)
+    CONTENDERS["fastwgan custom"] = custom_contender(a.custom)
     crits = criteria()
     if a.one:  # child process: one run, one JSON line
         name, contender, seed = a.one
@@ -293,30 +324,34 @@ def main(argv: list[str] | None = None) -> list[dict]:
               flush=True)
         return []
     if a.probe:
-        print(json.dumps(dict(compile_seconds=compile_probe(a.probe))), flush=True)
+        name, contender = a.probe
+        print(json.dumps(dict(compile_seconds=compile_probe(name, contender, crits[name].steps))), flush=True)
         return []
     print(_bench.machine(), flush=True)
     threads = ["--threads", str(a.threads)] if a.threads else []
     out = []
-    with tempfile.TemporaryDirectory(prefix="fastwgan-ttq-inductor-") as cache:
-        for name in a.criteria:
-            crit, floor = crits[name], floor_w1(name)
-            cold = None
-            for contender in a.contenders:
-                if CONTENDERS[contender][2] and cold is None:  # fresh cache: the cold compile
-                    cold = _child(["--probe", name, *threads], cache)["compile_seconds"]
+    for name in a.criteria:
+        crit, floor = crits[name], floor_w1(name)
+        for contender in a.contenders:
+            c = CONTENDERS[contender]
+            with tempfile.TemporaryDirectory(prefix="fastwgan-ttq-inductor-") as cache:  # its own, fresh
+                comp = compiles(name, c, crit.steps)
+                cold = (_child(["--probe", name, contender, "--custom", a.custom, *threads], cache)["compile_seconds"]
+                        if comp else None)
                 for seed in a.seeds:
-                    res = _child(["--one", name, contender, str(seed), "--every", str(a.every),
+                    res = _child(["--one", name, contender, str(seed), "--every", str(a.every), "--custom", a.custom,
                                   "--floor", repr(floor), *threads, *(["--to-end"] if a.to_end else [])], cache)
                     if res["reached"]:
-                        res["seconds_cold"] = res["seconds_warm"] - res.get("compile_seconds", 0.0) + (
-                            cold if CONTENDERS[contender][2] else 0.0)
-                    if CONTENDERS[contender][2]:
+                        res["seconds_cold"] = res["seconds_warm"] - res.get("compile_seconds", 0.0) + (cold or 0.0)
+                    if comp:
                         res["compile_seconds_cold"] = cold
-                    loop, precision, _ = CONTENDERS[contender]
-                    m = dict(group=name, criterion=crit.text(), contender=contender, precision=precision, seed=seed,
-                             baseline=loop == "textbook",
-                             every=a.every, budget_steps=crit.steps, floor_w1=floor, width=settings()["width"], **res)
+                    label = contender
+                    if contender == "fastwgan custom":  # each candidate recipe its own row
+                        res["custom"] = json.loads(a.custom)
+                        label = f"fastwgan custom {json.dumps(res['custom'], sort_keys=True)}"
+                    m = dict(group=name, criterion=crit.text(), contender=label, seed=seed,
+                             baseline=c.loop == "textbook", recipe=c.recipe, every=a.every, floor_w1=floor,
+                             width=settings()["width"], **res)
                     _bench.append(SUITE + "_to_end" if a.to_end else SUITE, m)
                     out.append(m)
     print(f"results: {_bench.results_dir()}", flush=True)

@@ -5,6 +5,9 @@ backward kernels (threshold_backward / leaky_relu_backward) as torch; the only c
 second-order branch for the input, which autograd fills with ``zeros_like``, is dropped. Adding an
 all-zero tensor is exact in IEEE arithmetic (x + 0 == x; the only difference, -0 + 0 = +0, is
 invisible to ``torch.equal``), so every gradient must be *bitwise* equal to torch's.
+
+The Functions run only inside ``pruned_double_backward()`` (elsewhere the modules call torch's own
+op); every test here runs inside it, except those that check where it applies.
 """
 from __future__ import annotations
 
@@ -15,9 +18,19 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from fastwgan.ops.activations import LeakyReLU, ReLU, leaky_relu, relu
+import fastwgan
+from fastwgan.ops.activations import LeakyReLU, ReLU, leaky_relu, pruned_double_backward, relu
 
 SLOPES = [0.0, 0.01, 0.2, -0.3]
+
+
+@pytest.fixture(autouse=True)
+def pruning(request):
+    if "outside_the_context" in request.node.name:
+        yield
+        return
+    with pruned_double_backward():
+        yield
 
 
 def _fused(slope):
@@ -186,3 +199,70 @@ def test_fused_leaky_relu_keeps_no_extra_saved_tensor():
         return len(ptrs)
 
     assert saved_storages(LeakyReLU(0.2)) == saved_storages(nn.LeakyReLU(0.2)) - 1
+
+
+def _grad_fn_name(act, x):
+    return type(act(x.clone().requires_grad_(True) * 1.0).grad_fn).__name__
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+def test_outside_the_context_torchs_op_runs_and_inside_the_pruned_one(slope):
+    x = torch.randn(4, 5)
+    outside = _grad_fn_name(_fused(slope), x)
+    assert outside == _grad_fn_name(_torch(slope), x)  # torch's own autograd node
+    with pruned_double_backward():
+        inside = _grad_fn_name(_fused(slope), x)
+    assert inside != outside and "Fn" in inside  # the custom Function (negative control of the above)
+    assert _grad_fn_name(_fused(slope), x) == outside  # the context is left behind on exit
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_gradient_penalty_prunes_its_forward_outside_the_context(depth):
+    # fastwgan.gradient_penalty enters the context itself: its double backward skips 2 matmuls per
+    # hidden layer against the same critic with torch's ReLU, as the direct count above shows
+    fused = _mlp(lambda s: ReLU(), depth=depth).float()
+    ref = copy.deepcopy(fused)
+    for i, m in enumerate(ref):
+        if isinstance(m, ReLU):
+            ref[i] = nn.ReLU()
+    torch.manual_seed(3)
+    real, fake = torch.randn(6, 5), torch.randn(6, 5)
+    counts = []
+    for model in (ref, fused):
+        p = fastwgan.gradient_penalty(model, real, fake, lam=10.0, alpha=torch.full((6,), 0.3), backend="reference")
+        with _CountMM() as c:
+            p.backward()
+        counts.append(c.n)
+    assert counts[0] - counts[1] == 2 * depth, counts
+
+
+def test_apply_skips_torchs_per_call_signature_binding(monkeypatch):
+    # torch's Function.apply binds arguments with inspect.signature on every call of a
+    # setup_context Function (ops/_function.py); fastwgan's skip it outside torch.func transforms
+    import inspect
+
+    class Plain(torch.autograd.Function):  # negative control: torch's own apply
+        @staticmethod
+        def forward(x):
+            return x * 2
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            pass
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+
+    calls = []
+    real = inspect.signature
+    monkeypatch.setattr(inspect, "signature", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = torch.randn(4, 3, requires_grad=True)
+    y = ReLU()(x * 1.0)
+    y.sum().backward()
+    assert calls == []
+    Plain.apply(x)
+    assert calls  # torch's apply does bind: the check above can see it
+    # inside a transform torch's apply runs, and the gradient is still right
+    g = torch.func.grad(lambda t: ReLU()(t).sum())(x.detach())
+    assert torch.equal(g, (x > 0).to(g.dtype))

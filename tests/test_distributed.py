@@ -63,7 +63,7 @@ WORKER = textwrap.dedent("""
         reduced.clear()
         saved.clear()
         r = fastwgan.train(G, D, "8gaussians", loss=loss, steps=steps, batch_size=batch, n_critic=n_critic,
-                           seed=5, device="cpu", out=os.path.join(outdir, loss), checkpoint_every=2,
+                           seed=5, device="cpu", out=os.path.join(outdir, loss), checkpoint_every=2, precision="fp32",
                            progress=False, eval_samples=0, plots=False, log_every=1)
         torch.save({"G": G.state_dict(), "D": D.state_dict(), "reduced": list(reduced), "saved": list(saved),
                     "history": r.history, "config": r.config},
@@ -76,7 +76,7 @@ WORKER = textwrap.dedent("""
             torch.manual_seed(99)  # other inits: everything must come from the checkpoint
             G, D = MLPGenerator(width=16), MLPCritic(width=16)
             fastwgan.train(G, D, "8gaussians", loss=loss, steps=steps, batch_size=batch, n_critic=n_critic,
-                           seed=5, device="cpu", out=os.path.join(outdir, loss), checkpoint_every=2,
+                           seed=5, device="cpu", out=os.path.join(outdir, loss), checkpoint_every=2, precision="fp32",
                            progress=False, eval_samples=0, plots=False, log_every=1, resume=True)
             torch.save({"G": G.state_dict(), "D": D.state_dict()}, os.path.join(outdir, f"resumed-rank{rank}.pt"))
     dist.destroy_process_group()
@@ -110,7 +110,7 @@ def _single(loss: str, batch: int):
     torch.set_num_threads(1)  # like the torchrun workers (OMP_NUM_THREADS=1)
     try:
         r = fastwgan.train(G, D, "8gaussians", loss=loss, steps=STEPS, batch_size=batch, n_critic=N_CRITIC, seed=5,
-                           device="cpu", progress=False, eval_samples=0, log_every=1)
+                           device="cpu", progress=False, eval_samples=0, log_every=1, precision="fp32")
     finally:
         torch.set_num_threads(threads)
     return {"G": G.state_dict(), "D": D.state_dict()}, init, r.history

@@ -42,7 +42,8 @@ def test_auto_settings_follow_the_trainers_rules(monkeypatch):
     assert a["device"] == dev
     assert a["backend"]["clipped_rmsprop"] == backend.resolve("clipped_rmsprop", dev, "auto")
     if dev == "cpu":
-        assert auto_settings("bf16", steps=5000)["compile"] is True
+        assert auto_settings("bf16", steps=5000)["compile"] is True  # 5 critic updates per step
+        assert auto_settings("bf16", steps=4000, n_critic=1)["compile"] is False  # the 8gaussians fast recipe
         assert auto_settings("bf16", steps=10)["compile"] is False
         assert auto_settings("fp32", steps=5000)["compile"] is False
     # negative control: the environment override changes what auto picks

@@ -242,7 +242,7 @@ def test_non_finite_check_syncs_only_at_log_points(monkeypatch):
 
 def test_checkpoint_holds_every_state_and_keeps_the_last_k(tmp_path):
     G, D = _tiny()
-    fastwgan.train(G, D, "8gaussians", steps=5, batch_size=8, n_critic=1, device="cpu", out=tmp_path,
+    fastwgan.train(G, D, "8gaussians", steps=5, batch_size=8, n_critic=1, device="cpu", out=tmp_path, precision="fp32",
                    checkpoint_every=1, keep_checkpoints=2, progress=False, eval_samples=0, plots=False)
     kept = ckpt.list_checkpoints(tmp_path / "checkpoints")
     assert [p.name for p in kept] == ["ckpt-00000004.pt", "ckpt-00000005.pt"]

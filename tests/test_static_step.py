@@ -165,7 +165,8 @@ def test_static_step_stages_the_eager_runners_random_numbers():
 def _train(**kw):
     torch.manual_seed(0)
     G, D = MLPGenerator(z_dim=2, width=32), MLPCritic(in_dim=2, width=32)
-    args = dict(loss="wgan-gp", steps=12, batch_size=32, progress=False, eval_samples=0, device="cpu", log_every=4)
+    args = dict(loss="wgan-gp", steps=12, batch_size=32, progress=False, eval_samples=0, device="cpu", log_every=4,
+                precision="fp32")  # the 1e-3 margin below is for fp32 rounding
     args.update(kw)
     return fastwgan.train(G, D, "8gaussians", **args)
 
@@ -249,11 +250,12 @@ def test_unsupported_settings_fall_back_with_the_reason():
 def test_auto_compiles_only_long_bf16_runs_on_the_cpu(monkeypatch):
     from fastwgan.training import runner
 
-    assert runner.AUTO_COMPILE_MIN_STEPS > 2
+    assert runner.AUTO_COMPILE_MIN_CRITIC_UPDATES > 10
     assert _train(compile="auto", steps=2, precision="bf16").step_mode == "eager"  # too short to pay
-    monkeypatch.setattr(runner, "AUTO_COMPILE_MIN_STEPS", 2)  # a "long" run: auto compiles it
-    assert _train(compile="auto", steps=2, precision="bf16").step_mode == "compiled"
-    assert _train(compile="auto", steps=2, precision="fp32").step_mode == "eager"  # fp32 stays eager
+    monkeypatch.setattr(runner, "AUTO_COMPILE_MIN_CRITIC_UPDATES", 10)  # a "long" run: auto compiles it
+    assert _train(compile="auto", steps=2, n_critic=5, precision="bf16").step_mode == "compiled"
+    assert _train(compile="auto", steps=2, n_critic=4, precision="bf16").step_mode == "eager"  # 8 updates < 10
+    assert _train(compile="auto", steps=2, n_critic=5, precision="fp32").step_mode == "eager"  # fp32 stays eager
 
 
 @pytest.mark.parametrize("kw, match", [

@@ -29,7 +29,8 @@ def _names(message: str) -> set[str]:
     return {name for name in SETTINGS if name in message}
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomized: CI runs the same examples every time (a new failure shows up in a change, not by chance)
+@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.sampled_from(sorted(set(SETTINGS) - _NOT_FUZZED)), value=_wrong_values)
 def test_a_wrong_setting_works_or_is_named(name, value):
     G, D = tiny_models("mlp", width=8, z_dim=2)
@@ -43,6 +44,9 @@ def test_a_wrong_setting_works_or_is_named(name, value):
         if name == "z_dim" or (name == "batch_size" and value is not None):
             named |= {name} if "noise" in str(e) or "batch" in str(e) else set()
         assert name in named, f"{name}={value!r}: the error does not name the setting: {e}"
+        return
+    except FloatingPointError as e:  # a huge but valid step size diverges: the message names it
+        assert name in ("lr", "lr_g") and name in _names(str(e)), f"{name}={value!r}: {e}"
         return
     # it worked: then the value was a sensible one (None: the default), never a silent substitute
     if value is not None and not isinstance(value, bool) and name in ("lr", "lam", "clip", "lr_g"):

@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"), help="Adam betas")
     t.add_argument("--clip", type=float, help="WGAN weight-clipping bound c")
     t.add_argument("--lam", type=float, help="gradient-penalty weight lambda")
+    t.add_argument("--penalty-every", type=int,
+                   help="lazy penalty: on every K-th critic update only, weighted K * lambda (K divides n_critic)")
     t.add_argument("--z-dim", type=int, help="noise size")
     t.add_argument("--feature-matching", action="store_true", help="feature-matching generator loss")
     t.add_argument("--image-size", type=int, help="resize images to this size (image folders; default 32)")
@@ -80,10 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     t.add_argument("--overwrite", action="store_true",
                    help="--out holds another run: move it aside into OUT/previous-run-<time>/ and start a new one")
-    t.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="fp32; bf16 autocast (CPU or CUDA); fp16 autocast + GradScaler (CUDA)")
-    t.add_argument("--compile", default="auto", choices=("auto", "on", "off"),
-                   help="run each whole iteration under torch.compile (auto: bf16 CPU runs of >= 2000 steps)")
+    t.add_argument("--recipe", choices=("fast", "textbook"),
+                   help="fast (default): the preset's measured faster recipe, precision and compile chosen per "
+                        "machine; textbook: the papers' recipe, fp32, eager")
+    t.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="auto (default with the fast recipe: bf16 on CPUs with bf16 instructions and on CUDA, else "
+                        "fp32); fp32; bf16 autocast (CPU or CUDA); fp16 autocast + GradScaler (CUDA)")
+    t.add_argument("--compile", choices=("auto", "on", "off"),
+                   help="run each whole iteration under torch.compile (auto, the default: bf16 CPU runs long "
+                        "enough to pay for the compile; `fastwgan info` says how long)")
     t.add_argument("--cuda-graphs", default="auto", choices=("auto", "on", "off"),
                    help="capture each whole iteration in a CUDA graph (auto: on CUDA)")
     t.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files to OUT/tb")
@@ -204,12 +211,13 @@ def _train(args) -> int:
         result = fastwgan.train(
             None, None, args.data, loss=args.loss, steps=args.steps, batch_size=args.batch_size,
             n_critic=n_critic, lr=args.lr, lr_g=args.lr_g, lr_decay=args.lr_decay, betas=tuple(args.betas) if args.betas else None,
-            clip=args.clip, lam=args.lam, z_dim=args.z_dim, feature_matching=args.feature_matching,
+            clip=args.clip, lam=args.lam, penalty_every=args.penalty_every, z_dim=args.z_dim, feature_matching=args.feature_matching,
             seed=args.seed, device=args.device, backend=args.backend, out=out,
             log_every=args.log_every, eval_every=args.eval_every, eval_samples=args.eval_samples,
             image_size=args.image_size, checkpoint_every=args.checkpoint_every,
             resume=args.resume, overwrite=args.overwrite, tensorboard=args.tensorboard, progress=not args.no_progress,
-            keep_checkpoints=args.keep_checkpoints, precision=args.precision, plots=not args.no_plots,
+            keep_checkpoints=args.keep_checkpoints, recipe=args.recipe, precision=args.precision,
+            plots=not args.no_plots,
             compile=_on_off(args.compile), cuda_graphs=_on_off(args.cuda_graphs),
         )
     except fastwgan.TrainingInterrupted as e:  # SIGINT/SIGTERM: the trainer checkpointed and printed how to resume

@@ -67,25 +67,27 @@ def kernel_backends() -> dict[str, Any]:
     }
 
 
-def auto_settings(precision: str = "fp32", steps: int | None = None) -> dict[str, Any]:
+def auto_settings(precision: str = "auto", steps: int | None = None, n_critic: int = 5) -> dict[str, Any]:
     """What ``"auto"`` resolves to on this machine, by the trainer's rules: device = CUDA when
-    present; backend per op = Triton on CUDA, C++ on the CPU when it loads, else reference (or
-    $FASTWGAN_BACKEND); compile = bf16 CPU runs of at least AUTO_COMPILE_MIN_STEPS steps; CUDA
-    graphs = on CUDA. ``precision`` is never "auto" (default fp32)."""
-    from .training.runner import AUTO_COMPILE_MIN_STEPS as min_steps
+    present; precision = bf16 where the hardware has it (``resolve_precision``); backend per op =
+    Triton on CUDA, C++ on the CPU when it loads, else reference (or $FASTWGAN_BACKEND); compile =
+    bf16 CPU runs of at least AUTO_COMPILE_MIN_CRITIC_UPDATES critic updates; CUDA graphs = on CUDA."""
+    from .training.precision import resolve_precision
+    from .training.runner import AUTO_COMPILE_MIN_CRITIC_UPDATES as min_updates, auto_compiles
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve_precision(precision, device)
     kernels = {}
     for op in OPS:
         try:
             kernels[op] = backend.resolve(op, device, "auto")
         except (ValueError, RuntimeError) as e:  # e.g. a bad FASTWGAN_BACKEND
             kernels[op] = f"error: {e}"
-    long_enough = steps is None or steps >= min_steps
-    compile_on = device.type == "cpu" and precision == "bf16" and long_enough
+    compile_on = steps is not None and auto_compiles(precision, device, steps, n_critic)
     return {"device": str(device), "backend": kernels, "precision": precision,
             "compile": compile_on if steps is not None else
-            (f"on for bf16 CPU runs of >= {min_steps} steps" if device.type == "cpu" else "off"),
+            (f"on for bf16 CPU runs of >= {min_updates} critic updates (steps x n_critic)"
+             if device.type == "cpu" else "off"),
             "cuda_graphs": device.type == "cuda",
             "FASTWGAN_BACKEND": os.environ.get("FASTWGAN_BACKEND")}
 

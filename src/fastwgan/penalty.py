@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from . import backend as _backend
+from .ops.activations import pruned_double_backward
 from .ops import gradient_penalty as _ops
 from .reference import gradient_penalty as _ref
 
@@ -189,7 +190,8 @@ def gradient_penalty(
     with torch.enable_grad():
         x_hat = _ops.interpolate(real.detach(), fake.detach(), alpha, backend=be)
         x_hat = x_hat.detach().requires_grad_(True)
-        out = _call(critic, x_hat, labels)
+        with pruned_double_backward():
+            out = _call(critic, x_hat, labels)
         _check_output(out, B)
         (g,) = torch.autograd.grad(
             out, x_hat, torch.ones_like(out), create_graph=True, allow_unused=True
@@ -253,7 +255,8 @@ def penalty_at(critic: torch.nn.Module, state: dict[str, Tensor], x_hat: Tensor,
     seen: list[tuple[torch.Size, bool]] = []
 
     def score_sum(x: Tensor) -> Tensor:
-        out = _call(critic, x, labels, call=forward)
+        with pruned_double_backward():
+            out = _call(critic, x, labels, call=forward)
         if not isinstance(out, Tensor):
             _check_output(out, B)
         # checked after the transform: an exception raised inside torch.func.grad trips dynamo

@@ -28,10 +28,37 @@ relu/leaky_relu instead (see ``leaky_relu``): aot_autograd differentiates the gr
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from typing import Iterator
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ReLU", "LeakyReLU", "relu", "leaky_relu", "with_torch_activations"]
+from ._function import Function
+
+__all__ = ["ReLU", "LeakyReLU", "relu", "leaky_relu", "pruned_double_backward", "with_torch_activations"]
+
+# Whether the forward being run will be differentiated twice. Only then does the pruned Function
+# pay: elsewhere (the generator, the critic on real and fake samples) its Python-level autograd
+# Functions cost more than they save (benchmarks/results/eager_overhead.md), and torch's own
+# op computes the same values and first-order gradients bit for bit.
+_PRUNING = contextvars.ContextVar("fastwgan_pruned_double_backward", default=False)
+
+
+@contextlib.contextmanager
+def pruned_double_backward(enabled: bool = True) -> Iterator[None]:
+    """Inside, these activations record the pruned double backward; outside they call torch's
+    ops. :func:`fastwgan.gradient_penalty` enters it around the critic's forward on x_hat; enter
+    it yourself around a forward you differentiate with ``create_graph=True``."""
+    if torch.compiler.is_compiling():  # compiled code uses torch's ops anyway (see leaky_relu)
+        yield
+        return
+    token = _PRUNING.set(enabled)
+    try:
+        yield
+    finally:
+        _PRUNING.reset(token)
 
 
 def _apply_mask(g: Tensor, s: Tensor, slope: float, s_is_result: bool) -> Tensor:
@@ -43,7 +70,7 @@ def _apply_mask(g: Tensor, s: Tensor, slope: float, s_is_result: bool) -> Tensor
     return torch.ops.aten.leaky_relu_backward(g, s, slope, s_is_result)
 
 
-class _MaskedGrad(torch.autograd.Function):
+class _MaskedGrad(Function):
     """g -> m(x) * g with m read from a saved tensor; linear in g, so its backward is itself.
 
     The saved tensor is the activation's output y when ``negative_slope >= 0`` (y > 0 exactly when
@@ -76,7 +103,7 @@ class _MaskedGrad(torch.autograd.Function):
         return _MaskedGrad.apply(gg, s, ctx.slope, ctx.s_is_result), None, None, None
 
 
-class _LeakyReLUFn(torch.autograd.Function):
+class _LeakyReLUFn(Function):
     generate_vmap_rule = True
 
     @staticmethod
@@ -106,7 +133,7 @@ class _LeakyReLUFn(torch.autograd.Function):
         return _MaskedGrad.apply(gy, s.detach(), ctx.slope, ctx.s_is_result), None
 
 
-class _LeakyReLUInplaceFn(torch.autograd.Function):
+class _LeakyReLUInplaceFn(Function):
     """In-place variant (``inplace=True``): overwrites x and keeps the result for the mask."""
 
     @staticmethod
@@ -129,11 +156,12 @@ class _LeakyReLUInplaceFn(torch.autograd.Function):
 def leaky_relu(x: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """LeakyReLU with the pruned double backward (see module docstring)."""
     slope = float(negative_slope)
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or not _PRUNING.get():
         # Under torch.compile, aot_autograd differentiates the traced graph itself, and a custom
         # Function nested in torch.func.grad was measured to give WRONG second-order gradients
         # (torch 2.13, aot_eager and inductor; tests/test_activations.py checks this path), so
-        # compiled code uses torch's own op and autograd formula (no pruning there).
+        # compiled code uses torch's own op and autograd formula (no pruning there). Outside
+        # pruned_double_backward() there is nothing to prune.
         if slope == 0.0:
             return torch.relu_(x) if inplace else torch.relu(x)
         f = torch.nn.functional.leaky_relu

@@ -52,6 +52,7 @@ from torch import Tensor
 
 from .. import backend as _backend
 from ..reference import gradient_penalty as _ref
+from ._function import Function
 
 __all__ = ["interpolate", "norm_penalty"]
 
@@ -282,7 +283,7 @@ def _ref_norm_penalty(g: Tensor, lam: float, one_sided: bool) -> Tensor:
 # --------------------------------------------------------------------------------------------
 # autograd.Functions
 # --------------------------------------------------------------------------------------------
-class _Interpolate(torch.autograd.Function):
+class _Interpolate(Function):
     @staticmethod
     def forward(real: Tensor, fake: Tensor, alpha: Tensor, backend: str) -> Tensor:
         if backend == "cpp":
@@ -307,7 +308,7 @@ class _Interpolate(torch.autograd.Function):
         return gr, gf, ga, None
 
 
-class _NormPenalty(torch.autograd.Function):
+class _NormPenalty(Function):
     @staticmethod
     def forward(g: Tensor, lam: float, one_sided: bool, backend: str):
         if backend == "cpp":

@@ -18,7 +18,11 @@ from ..losses import LOSSES, PENALTY_LOSSES
 from ..presets import LOSS_DEFAULTS, Preset
 
 NCriticSchedule = Union[int, str, Callable[[int], int]]
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# "fast": the preset's faster recipe where one was measured to reach the same quality sooner, and
+# precision / compile chosen per machine; "textbook": the papers' recipe as the preset measured it,
+# in fp32, eager (benchmarks/RESULTS.md, "Time to quality")
+RECIPES = ("fast", "textbook")
 
 
 def _algo(default: Any = None) -> Any:
@@ -51,11 +55,14 @@ class TrainConfig:
     betas: tuple[float, float] | None = _algo()
     clip: float | None = _algo()
     lam: float | None = _algo()
+    # the lazy penalty: on every penalty_every-th critic update only, weighted penalty_every * lam
+    penalty_every: int = _algo(1)
     z_dim: int | None = _algo()
     feature_matching: bool = _algo(False)
     allow_batchnorm: bool = _algo(False)
     seed: int = _algo(0)
-    precision: str = _algo("fp32")
+    recipe: str = _algo("fast")
+    precision: str = _algo("auto")  # "auto": resolved per device by precision.resolve_precision
     log_every: int | None = _algo()
     eval_every: int | None = _algo()
     eval_samples: int = _algo(2000)
@@ -77,6 +84,9 @@ class TrainConfig:
     handle_signals: bool = True
     compile: bool | str = "auto"
     cuda_graphs: bool | str = "auto"
+    # called at every evaluation as on_eval(step, generator, metrics); returning True ends the run
+    # there (a checkpoint is written at that step, and the run can be resumed to its full budget)
+    on_eval: Callable[[int, Any, dict], Any] | None = None
 
     @property
     def penalty(self) -> bool:
@@ -118,12 +128,20 @@ def resolve(settings: dict[str, Any], preset: Preset | None) -> TrainConfig:
     loss = settings.get("loss", "wgan-gp")
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}: choose one of {', '.join(LOSSES)}")
+    recipe = settings.get("recipe") or "fast"
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)} ('textbook' is the papers' "
+                         "recipe in fp32, eager)")
     chosen: dict[str, Any] = dict(betas=(0.0, 0.9), lr_decay="none", log_every=100, eval_every=1000)
     chosen.update(LOSS_DEFAULTS[loss])
     if preset is not None:
         chosen.update(steps=preset.steps, log_every=preset.log_every, eval_every=preset.eval_every)
         chosen.update(preset.settings)
         chosen.update(preset.per_loss.get(loss, {}))
+        if recipe == "fast":
+            chosen.update(preset.fast.get(loss, {}))
+    if recipe == "textbook":
+        chosen.update(precision="fp32", compile=False)
     chosen.update({k: v for k, v in settings.items() if v is not None})
     cfg = TrainConfig(**chosen)
     check(cfg)
@@ -170,6 +188,7 @@ def check(cfg: TrainConfig) -> None:
     _check_type("lam", cfg.lam, _is_number(cfg.lam), "a number (the paper uses 10)")
     if not (cfg.lam >= 0 and math.isfinite(cfg.lam)):
         _bad(f"lam (the penalty weight) must be finite and >= 0, got {cfg.lam!r} (the paper uses 10)")
+    _check_penalty_every(cfg)
     _check_betas(cfg.betas)
     if cfg.z_dim is not None:
         _check_type("z_dim", cfg.z_dim, _is_int(cfg.z_dim), "an int")
@@ -193,6 +212,19 @@ def _check_number(name: str, v: Any, hint: str) -> None:
     _check_type(name, v, _is_number(v), f"a number ({hint})")
     if not (v > 0 and math.isfinite(v)):
         _bad(f"{name} must be a positive finite number, got {v!r} ({hint})")
+
+
+def _check_penalty_every(cfg: TrainConfig) -> None:
+    k = cfg.penalty_every
+    _check_type("penalty_every", k, _is_int(k), "an int >= 1 (1: the penalty on every critic update)")
+    if k < 1:
+        _bad(f"penalty_every must be an integer >= 1 (1: the penalty on every critic update), got {k!r}")
+    if k > 1 and not cfg.penalty:
+        _bad(f"penalty_every={k} needs a loss with a gradient penalty (wgan-gp, wgan-lp) and lam > 0, "
+             f"got loss={cfg.loss!r}, lam={cfg.lam!r}")
+    if k > 1 and not (_is_int(cfg.n_critic) and cfg.n_critic % k == 0):
+        _bad(f"penalty_every={k} must divide n_critic (got n_critic={cfg.n_critic!r}), so that every generator "
+             f"step has its penalty on the same critic updates (e.g. n_critic=5 with penalty_every=5)")
 
 
 def _check_betas(betas: Any) -> None:
@@ -234,6 +266,8 @@ def _check_run_options(cfg: TrainConfig) -> None:
     if cfg.resume and cfg.overwrite:
         _bad("resume=True and overwrite=True contradict each other: resume continues the run in out=, "
              "overwrite moves it aside and starts a new one; pass one of them")
+    if cfg.on_eval is not None and not callable(cfg.on_eval):
+        _bad(f"on_eval must be a callable on_eval(step, generator, metrics) -> bool, got {cfg.on_eval!r}")
     if cfg.tensorboard and cfg.out is None:
         _bad("tensorboard=True needs out= (the event files go to out/tb)")
 

@@ -32,22 +32,26 @@ class EagerStep:
 
     def __call__(self, step: int, feed) -> Tensor:
         self.D.requires_grad_(True)
-        for _ in range(self.n_critic_at(step)):
+        for k in range(self.n_critic_at(step)):
             inp = self.draws.critic(feed)
-            terms = self._critic_update(inp)
+            with_penalty = k % self.cfg.penalty_every == 0
+            terms = self._critic_update(inp, with_penalty)
+            if with_penalty:  # the metrics show the last penalty computed (lazy: not a zero)
+                penalty = terms.penalty
         self.D.requires_grad_(False)  # no gradients accumulated for the frozen critic
         try:
             loss_g = self._generator_update(inp)
         finally:
             self.D.requires_grad_(True)
-        return metrics_vector(terms, loss_g, self.params)
+        return metrics_vector(terms._replace(penalty=penalty), loss_g, self.params)
 
-    def _critic_update(self, inp: CriticInputs):
+    def _critic_update(self, inp: CriticInputs, with_penalty: bool):
         with self.amp.autocast():
             with torch.no_grad():
                 fake = call(self.G_train, inp.z, inp.y).to(inp.x.dtype)
+            penalty = self._penalty(inp.alpha) if with_penalty else None
             total, terms = critic_objective(lambda x, y: call(self.D_train, x, y), inp.x, fake, inp.y,
-                                            loss=self.cfg.loss, penalty=self._penalty(inp.alpha))
+                                            loss=self.cfg.loss, penalty=penalty)
         self.opt_d.zero_grad(set_to_none=True)
         self.amp.step(self.amp.scaler_d, total, self.opt_d)
         return terms
@@ -57,7 +61,8 @@ class EagerStep:
             return None
         critic = self.amp.penalty_critic(self.D_train)
         cfg = self.cfg
-        return lambda real, fake, y: gradient_penalty(critic, real, fake, lam=cfg.lam, one_sided=cfg.loss == "wgan-lp",
+        lam = cfg.lam * cfg.penalty_every  # the lazy penalty's weight (1: the penalty every update)
+        return lambda real, fake, y: gradient_penalty(critic, real, fake, lam=lam, one_sided=cfg.loss == "wgan-lp",
                                                       labels=y, alpha=alpha, backend=cfg.backend)
 
     def _generator_update(self, inp: CriticInputs) -> Tensor:

@@ -48,6 +48,6 @@ class History:
                  "after lowering lr)") if last_checkpoint else "no checkpoint was written before it"
         what = "parameters" if bad == ["param_norm"] else "loss"
         raise FloatingPointError(
-            f"non-finite {what} ({', '.join(bad)}) at step {rec['step']}; {where}. Lower lr (or "
+            f"non-finite {what} ({', '.join(bad)}) at step {rec['step']}; {where}. Lower lr / lr_g (or "
             f"raise lam), check the data, or use precision='fp32'. Record: {rec}"
         )

@@ -29,7 +29,7 @@ from .eager import EagerStep
 from .evaluate import FINAL_EVAL_REPEATS, evaluate
 from .history import History
 from .inputs import Draws
-from .precision import Amp
+from .precision import Amp, resolve_precision
 from .result import TrainResult
 from .rng import IsolatedRNG, seed_everything
 from .runner import Runner, check_static_settings
@@ -50,6 +50,7 @@ def train(generator: nn.Module | None, critic: nn.Module | None, data: Any, **se
     cfg = config.resolve(settings, preset)
     cfg.data = os.fspath(data) if isinstance(data, (str, os.PathLike)) else None
     device = build.resolve_device(cfg.device)
+    cfg.precision = resolve_precision(cfg.precision, device)
     check_static_settings(cfg, device)
     info = dist_.setup(device)
     if info.enabled:
@@ -116,9 +117,10 @@ class _Stopwatch:
 
 def _loop(s: RunState, run: Path | None, t_setup: float) -> TrainResult:
     cfg, info = s.cfg, s.info
-    records, evals, start, last_ckpt = [], [], 0, None
+    records, evals, start, last_ckpt, stop_early = [], [], 0, None, False
     if cfg.resume and (found := s.resume(run / "checkpoints")) is not None:
         start, records, evals, last_ckpt = found
+    done = start
     runner = _runner(s, start)
     feed = dist_.ShardedSource(s.source, info) if info.enabled else s.source
     history = History(records, info, losses_may_overflow=s.amp.scaled)
@@ -140,10 +142,13 @@ def _loop(s: RunState, run: Path | None, t_setup: float) -> TrainResult:
                     if done % cfg.eval_every == 0 or done == cfg.steps:
                         with side:
                             evals.append(dict(step=done, **_evaluate(s, done == cfg.steps)))
+                            stop_early = _call_on_eval(cfg, done, s.generator, evals[-1])
                         history.records[-1].update(evals[-1])
                     out.log(history.records[-1])
                     bar.set_postfix(W=f"{history.records[-1]['w_estimate']:.4f}")
                 bar.update(1)
+                if stop_early:  # the caller's criterion holds: _finish writes the checkpoint at this step
+                    break
                 wants_ckpt = cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps
                 stopping = done < cfg.steps and dist_.any_rank(stop.signum is not None, info, s.device)
                 if run is not None and (wants_ckpt or stopping) and _not_saved(last_ckpt, done):
@@ -157,7 +162,19 @@ def _loop(s: RunState, run: Path | None, t_setup: float) -> TrainResult:
     finally:
         bar.close()
         out.close()
-    return _finish(s, run, history.records, evals, train_seconds, setup_seconds, runner)
+    return _finish(s, run, history.records, evals, train_seconds, setup_seconds, runner, done)
+
+
+def _call_on_eval(cfg: config.TrainConfig, step: int, generator: nn.Module, metrics: dict) -> bool:
+    """The caller's hook at an evaluation: True ends the run. It gets the generator as trained
+    (its training mode restored after) and a copy of the metrics (it cannot change the record)."""
+    if cfg.on_eval is None:
+        return False
+    was = generator.training
+    try:
+        return bool(cfg.on_eval(step, generator, {k: v for k, v in metrics.items() if k != "step"}))
+    finally:
+        generator.train(was)
 
 
 def _not_saved(last_ckpt: Path | None, step: int) -> bool:
@@ -191,21 +208,22 @@ def _evaluate(s: RunState, final: bool) -> dict[str, float]:
 
 
 def _finish(s: RunState, run: Path | None, records: list, evals: list, train_seconds: float, setup_seconds: float,
-            runner: Runner) -> TrainResult:
-    """The result; with a run folder the final checkpoint, summary.json and the pictures."""
+            runner: Runner, last: int) -> TrainResult:
+    """The result at step ``last`` (``steps``, or where on_eval ended the run); with a run folder the
+    final checkpoint, summary.json and the pictures."""
     cfg = s.cfg
-    if evals and evals[-1]["step"] == cfg.steps:
+    if evals and evals[-1]["step"] == last:
         final = evals[-1]
     else:  # resumed from the final checkpoint of a finished run: evaluate once more
-        final = dict(step=cfg.steps, **_evaluate(s, True))
+        final = dict(step=last, **_evaluate(s, True))
     metrics = {k: v for k, v in final.items() if k != "step"}
     if records:
         metrics["w_estimate"] = records[-1]["w_estimate"]
     result = TrainResult(generator=s.generator, critic=s.critic, history=records, metrics=metrics,
                          config=cfg.algorithm(), out=run, train_seconds=train_seconds, z_dim=cfg.z_dim,
-                         compile_seconds=runner.compile_seconds, step_mode=runner.mode, evals=evals)
+                         compile_seconds=runner.compile_seconds, step_mode=runner.mode, evals=evals, steps_done=last)
     if run is not None:
-        s.save(run / "checkpoints", cfg.steps, records, evals)
+        s.save(run / "checkpoints", last, records, evals)
         if s.info.is_main:
             output.write_summary(result, setup_seconds, {"models": model_specs(s.generator, s.critic)})
             if cfg.plots:

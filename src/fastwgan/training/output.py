@@ -81,7 +81,7 @@ def write_summary(result: TrainResult, setup_seconds: float, extra: dict[str, An
     assert run is not None
     summary = dict(metrics=result.metrics, config=result.config, train_seconds=result.train_seconds,
                    compile_seconds=result.compile_seconds, step_mode=result.step_mode,
-                   setup_seconds=setup_seconds, steps=result.config["steps"], torch=torch.__version__, **extra)
+                   setup_seconds=setup_seconds, steps=result.steps_done, torch=torch.__version__, **extra)
     tmp = run / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
     os.replace(tmp, run / "summary.json")

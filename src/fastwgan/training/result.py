@@ -26,6 +26,7 @@ class TrainResult:
     evals: list[dict[str, float]] = field(default_factory=list)
     compile_seconds: float = 0.0  # compiling / capturing the static step
     step_mode: str = "eager"  # "eager", "compiled", "cuda-graph", "compiled+cuda-graph"
+    steps_done: int = 0  # generator steps trained: ``steps``, or fewer where on_eval ended the run
 
     def sample(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
         """n samples from the trained generator (eval mode), on the generator's device."""

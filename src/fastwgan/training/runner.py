@@ -10,17 +10,26 @@ from .config import TrainConfig
 from .eager import EagerStep
 from .static import StaticStep, fallback_warning, static_unsupported
 
-# compile="auto" on the CPU compiles bf16 runs of at least this many generator steps, where the
-# compile time was measured to pay for itself (benchmarks/RESULTS.md); fp32 compiled steps were not
-# measured faster on the CPU, so "auto" leaves them eager.
-AUTO_COMPILE_MIN_STEPS = 2000
+# compile="auto" on the CPU compiles bf16 runs of at least this many critic updates (generator
+# steps x n_critic), where a cold compile (about 30 s on 2 cores) was measured to pay for itself:
+# on 8gaussians the compiled step saves about 4 ms per generator step with one critic update, so
+# the fast recipe's 4000 steps reach the criterion sooner eagerly from a cold cache, while 5 critic
+# updates per step save enough by 2000 steps (benchmarks/RESULTS.md, "Time to quality"). fp32
+# compiled steps were not measured faster on the CPU, so "auto" leaves them eager.
+AUTO_COMPILE_MIN_CRITIC_UPDATES = 10_000
+
+
+def auto_compiles(precision: str, device: torch.device, remaining: int, n_critic) -> bool:
+    """compile="auto"'s rule: bf16 on the CPU, long enough to pay for a cold compile."""
+    updates = remaining * (n_critic if isinstance(n_critic, int) else 5)
+    return device.type == "cpu" and precision == "bf16" and updates >= AUTO_COMPILE_MIN_CRITIC_UPDATES
 
 
 def static_wanted(cfg: TrainConfig, device: torch.device, remaining: int) -> tuple[bool, bool]:
     """(compile, cuda_graphs) this run asks for, "auto" resolved."""
     graphs = device.type == "cuda" and cfg.cuda_graphs in (True, "auto")
-    comp = cfg.compile is True or (cfg.compile == "auto" and device.type == "cpu" and cfg.precision == "bf16"
-                                   and remaining >= AUTO_COMPILE_MIN_STEPS)
+    comp = cfg.compile is True or (cfg.compile == "auto" and auto_compiles(cfg.precision, device, remaining,
+                                                                           cfg.n_critic))
     return comp, graphs
 
 
@@ -52,7 +61,7 @@ class Runner:
                 fallback_warning(reason, _what(comp, graphs))
             return
         self.static = StaticStep(eager.G, eager.D, eager.opt_d, eager.opt_g, loss=cfg.loss, lam=cfg.lam or 0.0,
-                                 n_critic=cfg.n_critic, draws=eager.draws, sample_shape=sample_shape,
+                                 penalty_every=cfg.penalty_every, n_critic=cfg.n_critic, draws=eager.draws, sample_shape=sample_shape,
                                  labelled=labelled, amp=eager.amp, compile=comp, cuda_graph=graphs)
 
     @property

@@ -70,10 +70,13 @@ class StaticStep:
 
     def __init__(self, generator: nn.Module, critic: nn.Module, opt_d: torch.optim.Optimizer,
                  opt_g: torch.optim.Optimizer, *, loss: str, lam: float, n_critic: int, draws: Draws,
+                 penalty_every: int = 1,
                  sample_shape: tuple[int, ...], labelled: bool, amp: Amp, compile: bool = False,
                  cuda_graph: bool = False) -> None:
         self.G, self.D, self.opt_d, self.opt_g = generator, critic, opt_d, opt_g
-        self.loss, self.lam, self.n_critic, self.draws, self.amp = loss, float(lam), n_critic, draws, amp
+        self.loss, self.n_critic, self.draws, self.amp = loss, n_critic, draws, amp
+        # the lazy penalty: on critic updates k % penalty_every == 0 only, weighted penalty_every * lam
+        self.penalty_every, self.lam = penalty_every, float(lam) * penalty_every
         self.compile, self.cuda_graph = compile, cuda_graph
         # capturable Adam: step counts and lr on the device, no .item() (needed by CUDA graphs; under
         # torch.compile it is what the compiled optimizers use too). Eager CPU Adam is not capturable.
@@ -236,13 +239,17 @@ class StaticStep:
         g_params = {n: p.detach() for n, p in G.named_parameters()}
         d_buffers, g_buffers = dict(D.named_buffers()), dict(G.named_buffers())
         y = None
-        for k in range(self.n_critic):
+        for k in range(self.n_critic):  # unrolled: which updates have the penalty is fixed per k
             y = self.y[k] if self.y is not None else None
             with torch.no_grad(), self.amp.autocast():
                 fake = _fcall(G, {**g_params, **g_buffers})(self.z_d[k], y).to(self.x.dtype)
-            alpha = self.alpha[k] if self.alpha is not None else None
+            with_penalty = k % self.penalty_every == 0
+            alpha = self.alpha[k] if self.alpha is not None and with_penalty else None
             grads, terms = grad(self._critic_objective, has_aux=True)(d_params, d_buffers, self.x[k], fake, y, alpha)
+            if with_penalty:  # the metrics show the last penalty computed (lazy: not a zero)
+                penalty = terms.penalty
             self._update(0, [grads[n] for n in self.d_names], self.lr_d)
+        terms = terms._replace(penalty=penalty)
         d_state = {**{n: p.detach() for n, p in D.named_parameters()}, **d_buffers}
         grads_g, loss_g = grad(self._generator_objective, has_aux=True)(g_params, g_buffers, d_state, self.z_g, y)
         self._update(1, [grads_g[n] for n in self.g_names], self.lr_g)

@@ -1,0 +1,68 @@
+"""The two recipes and ``precision="auto"``: what the defaults resolve to, and that explicit
+settings always win (the measurements behind the defaults: benchmarks/RESULTS.md, "Time to quality")."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fastwgan
+from fastwgan import info
+from fastwgan.presets import PRESETS
+from fastwgan.training.config import resolve
+from fastwgan.training.precision import resolve_precision
+
+from _tiny import tiny_models
+
+
+def test_the_fast_recipe_is_the_default_and_textbook_is_the_presets_paper_recipe():
+    fast = resolve({}, PRESETS["8gaussians"])
+    textbook = resolve({"recipe": "textbook"}, PRESETS["8gaussians"])
+    assert (fast.n_critic, fast.lr, fast.lr_g, fast.steps) == (1, 4e-4, 2e-4, 4000)
+    assert (fast.precision, fast.compile) == ("auto", "auto")
+    assert (textbook.n_critic, textbook.lr, textbook.lr_g, textbook.steps) == (5, 2e-4, None, 5000)
+    assert (textbook.precision, textbook.compile) == ("fp32", False)
+    for cfg in (fast, textbook):  # what both share: the measured preset
+        assert (cfg.batch_size, cfg.lam, cfg.betas, cfg.lr_decay) == (256, 1.0, (0.5, 0.9), "linear")
+
+
+def test_explicit_settings_win_over_both_recipes():
+    for recipe in ("fast", "textbook"):
+        cfg = resolve({"recipe": recipe, "n_critic": 3, "steps": 7, "precision": "bf16", "compile": True},
+                      PRESETS["8gaussians"])
+        assert (cfg.n_critic, cfg.steps, cfg.precision, cfg.compile) == (3, 7, "bf16", True)
+
+
+def test_a_loss_without_a_fast_recipe_gets_its_preset_either_way():
+    fast = resolve({"loss": "wgan"}, PRESETS["8gaussians"])
+    textbook = resolve({"loss": "wgan", "recipe": "textbook"}, PRESETS["8gaussians"])
+    assert (fast.n_critic, fast.lr, fast.steps) == (textbook.n_critic, textbook.lr, textbook.steps) == (5, 5e-5, 5000)
+
+
+def test_an_unknown_recipe_names_the_choices():
+    with pytest.raises(ValueError, match="unknown recipe 'quick'.*fast, textbook"):
+        fastwgan.train(*tiny_models(), torch.randn(16, 2), steps=1, recipe="quick")
+
+
+@pytest.mark.parametrize("flags, want", [
+    (dict(avx512_bf16=True, amx_bf16=False), "bf16"),
+    (dict(avx512_bf16=False, amx_bf16=True), "bf16"),
+    (dict(avx512_bf16=False, amx_bf16=False), "fp32"),
+])
+def test_auto_precision_follows_the_cpus_bf16_instructions(monkeypatch, flags, want):
+    monkeypatch.setattr(info, "cpu_bf16", lambda: dict(flags, capability="AVX2", flags_read=True))
+    assert resolve_precision("auto", torch.device("cpu")) == want
+    for explicit in ("fp32", "bf16", "fp16"):  # never overridden
+        assert resolve_precision(explicit, torch.device("cpu")) == explicit
+
+
+def test_a_run_records_the_precision_auto_resolved_to(monkeypatch):
+    monkeypatch.setattr(info, "cpu_bf16", lambda: dict(avx512_bf16=False, amx_bf16=False, capability="AVX2",
+                                                        flags_read=True))
+    r = fastwgan.train(*tiny_models(), torch.randn(16, 2), steps=1, batch_size=8, progress=False, plots=False,
+                       eval_samples=0)
+    assert r.config["precision"] == "fp32" and r.config["recipe"] == "fast"
+    monkeypatch.setattr(info, "cpu_bf16", lambda: dict(avx512_bf16=True, amx_bf16=False, capability="AVX512",
+                                                        flags_read=True))
+    r = fastwgan.train(*tiny_models(), torch.randn(16, 2), steps=1, batch_size=8, progress=False, plots=False,
+                       eval_samples=0)
+    assert r.config["precision"] == "bf16"

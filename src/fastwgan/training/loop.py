@@ -142,7 +142,9 @@ def _loop(s: RunState, run: Path | None, t_setup: float) -> TrainResult:
                     if done % cfg.eval_every == 0 or done == cfg.steps:
                         with side:
                             evals.append(dict(step=done, **_evaluate(s, done == cfg.steps)))
-                            stop_early = _call_on_eval(cfg, done, s.generator, evals[-1])
+                            # every rank stops together (a rank that stopped alone would hang the others)
+                            stop_early = dist_.any_rank(_call_on_eval(cfg, done, s.generator, evals[-1]), info,
+                                                        s.device)
                         history.records[-1].update(evals[-1])
                     out.log(history.records[-1])
                     bar.set_postfix(W=f"{history.records[-1]['w_estimate']:.4f}")

@@ -20,9 +20,10 @@ AUTO_COMPILE_MIN_CRITIC_UPDATES = 10_000
 
 
 def auto_compiles(precision: str, device: torch.device, remaining: int, n_critic) -> bool:
-    """compile="auto"'s rule: bf16 on the CPU, long enough to pay for a cold compile."""
-    updates = remaining * (n_critic if isinstance(n_critic, int) else 5)
-    return device.type == "cpu" and precision == "bf16" and updates >= AUTO_COMPILE_MIN_CRITIC_UPDATES
+    """compile="auto"'s rule: bf16 on the CPU, long enough to pay for a cold compile (an n_critic
+    schedule never compiles: the static step needs a fixed n_critic)."""
+    return (device.type == "cpu" and precision == "bf16" and isinstance(n_critic, int)
+            and remaining * n_critic >= AUTO_COMPILE_MIN_CRITIC_UPDATES)
 
 
 def static_wanted(cfg: TrainConfig, device: torch.device, remaining: int) -> tuple[bool, bool]:
@@ -61,7 +62,8 @@ class Runner:
                 fallback_warning(reason, _what(comp, graphs))
             return
         self.static = StaticStep(eager.G, eager.D, eager.opt_d, eager.opt_g, loss=cfg.loss, lam=cfg.lam or 0.0,
-                                 penalty_every=cfg.penalty_every, n_critic=cfg.n_critic, draws=eager.draws, sample_shape=sample_shape,
+                                 penalty_every=cfg.penalty_every, n_critic=cfg.n_critic, draws=eager.draws,
+                                 sample_shape=sample_shape,
                                  labelled=labelled, amp=eager.amp, compile=comp, cuda_graph=graphs)
 
     @property

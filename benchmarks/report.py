@@ -31,6 +31,7 @@ TITLES = {
     "clipped_rmsprop": "Fused clipped RMSProp (the WGAN critic update)",
     "time_to_quality": "Time to quality",
     "time_to_quality_to_end": "Time to quality and the final quality at equal steps (runs to the full budget)",
+    "mnist_quality": "MNIST and Stacked MNIST: image quality at equal steps and time to quality",
 }
 COMMANDS = (
     ("pytest benchmarks/ --benchmark-only", "every kernel and critic step against plain PyTorch (minutes)"),
@@ -41,18 +42,21 @@ COMMANDS = (
      "hours on 2 idle cores)"),
     ("python benchmarks/time_to_quality.py --to-end --criteria 8gaussians", "the same run to the full budget, "
      "with the final W1 at equal steps (quality parity)"),
+    ("python benchmarks/mnist_quality.py", "MNIST: FD against step and wall time, 3 losses and their contenders, "
+     "two runs at a time on one core each (about 1 hour; its docstring has the stacked-mnist, image-folder and "
+     "20000-step runs)"),
 )
-ORDER = ("time_to_quality", "time_to_quality_to_end", "train_loop", "train_loop_scaling", "gradient_penalty",
-         "clipped_rmsprop")
+ORDER = ("mnist_quality", "time_to_quality", "time_to_quality_to_end", "train_loop", "train_loop_scaling",
+         "gradient_penalty", "clipped_rmsprop")
 
 
 # ------------------------------------------------------------------------------------------------
 # reading
 # ------------------------------------------------------------------------------------------------
 def newest_runs(path: Path, include_smoke: bool = False) -> list[tuple[dict, list[dict]]]:
-    """The runs in ``path`` that hold the newest measurements of some (group, contender), oldest
-    first, each with those measurements: a run of part of a suite (one criterion, one candidate
-    recipe) replaces only what it measured."""
+    """The runs in ``path`` that hold the newest measurements of some (group, contender, seed),
+    oldest first, each with those measurements: a run of part of a suite (one criterion, one
+    candidate recipe, more seeds) replaces only what it measured."""
     runs: dict[str, dict] = {}
     rows: dict[str, list[dict]] = defaultdict(list)
     order: list[str] = []
@@ -68,12 +72,15 @@ def newest_runs(path: Path, include_smoke: bool = False) -> list[tuple[dict, lis
             order.append(rec["run"])
         elif rec.get("kind") == "measurement":
             rows[rec["run"]].append(rec)
+    def key(r: dict) -> tuple:  # what one measurement stands for: seeds of one contender add up
+        return r.get("group"), r.get("contender"), r.get("seed")
+
     newest: dict[tuple, str] = {}
     for run in order:
         if include_smoke or not runs[run].get("smoke"):
             for r in rows[run]:
-                newest[(r.get("group"), r.get("contender"))] = run
-    return [(runs[run], [r for r in rows[run] if newest.get((r.get("group"), r.get("contender"))) == run])
+                newest[key(r)] = run
+    return [(runs[run], [r for r in rows[run] if newest.get(key(r)) == run])
             for run in order if run in newest.values()]
 
 
@@ -232,6 +239,117 @@ def ttq_section(rows: list[dict]) -> list[str]:
     return table(header, out_rows)
 
 
+def _mean_std(xs: list[float], fmt: str = ".1f") -> str:
+    if not xs:
+        return ""
+    if len(xs) == 1:
+        return f"{xs[0]:{fmt}}"
+    return f"{statistics.mean(xs):{fmt}} +- {statistics.pstdev(xs):{fmt}}"
+
+
+def _seconds_per_step(points: list[dict]) -> float:
+    """The steady rate between the first and the last evaluation (set-up and compiling, which
+    come before the first, left out); the whole run's rate when there is one evaluation."""
+    a, b = points[0], points[-1]
+    if b["step"] > a["step"]:
+        return (b["seconds"] - a["seconds"]) / (b["step"] - a["step"])
+    return b["seconds"] / b["step"]
+
+
+LATE = 5  # evaluations at the end of a run behind its final FD (one FD scatters by tens of percent)
+
+
+def _late_fd(points: list[dict]) -> float:
+    """The median FD of a run's last LATE evaluations: its final quality, robust to one spike."""
+    return statistics.median(p["fd"] for p in points[-LATE:])
+
+
+def _late_spread(runs: list[dict]) -> str:
+    """min-max of the last LATE evaluations' FD, per seed: how much one evaluation scatters."""
+    return "; ".join(f"{min(p['fd'] for p in x['points'][-LATE:]):.1f}-{max(p['fd'] for p in x['points'][-LATE:]):.1f}"
+                     for x in runs)
+
+
+def _sooner(runs: list[dict], base: list[dict], factors: list[int], med_time) -> str:
+    """How much sooner ``runs`` reach the tightest FD factor that both reached (median over
+    seeds); where only ``runs`` reached it, a lower bound from the baseline's whole run."""
+    for k in sorted(factors):
+        mine, theirs = med_time(runs, k), med_time(base, k)
+        if mine and theirs:
+            return f"{theirs / mine:.2f}x at {k}x floor"
+        if mine and not any(x["reached"].get(f"fd_{k}x") for x in base):
+            ran = statistics.median(x["final"]["seconds"] for x in base)
+            return f"> {ran / mine:.2f}x at {k}x floor (the textbook loop never reached it in {ran:.0f} s)"
+    return ""
+
+
+def mnist_section(rows: list[dict]) -> list[str]:
+    """One row per (data and loss, contender): the final FD (mean +- std over seeds) beside its
+    floor, classes or modes covered and KL, all at the same step for every contender; then the
+    time to FD <= k x floor with every class covered (median over the seeds that reached it), and
+    how much sooner than the textbook loop at the same precision, and than the textbook fp32 loop,
+    at the tightest k both reached (a time to the same quality, never a per-iteration speed-up)."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["group"], r["contender"])].append(r)
+    factors = sorted({int(k.split("_")[1][:-1]) for r in rows for k in r["reached"]}, reverse=True)
+
+    def med_time(runs: list[dict], k: int) -> float | None:
+        hits = [x["reached"][f"fd_{k}x"]["seconds"] for x in runs if x["reached"].get(f"fd_{k}x")]
+        return statistics.median(hits) if len(hits) == len(runs) else None
+
+    def order(gc: tuple[str, str]) -> tuple:  # real data first, then each loss: textbook, fastwgan fp32, the rest
+        g, c = gc
+        words = g.replace(",", "").split()
+        loss = next((i for i, name in enumerate(("wgan-gp", "wgan", "ns-gan")) if name in words), 9)
+        return words[0], "real" not in words, loss, g, not c.startswith("textbook"), c != "fastwgan fp32", c
+
+    out_rows = []
+    for (g, c), runs in sorted(groups.items(), key=lambda item: order(item[0])):
+        base = groups.get((g, "textbook fp32"))
+        fin = [x["final"] for x in runs]
+        count = "classes_covered" if "classes_covered" in fin[0] else "modes_covered"
+        cells = [g, c, runs[0]["precision"], runs[0]["step_mode"], str(len(runs)), str(fin[0]["step"]),
+                 "-" if runs[0]["step_mode"] == "no training" else
+                 f"{statistics.median(_seconds_per_step(x['points']) for x in runs) * 1e3:.0f} ms",
+                 ", ".join(f"{x['compile_seconds']:.0f} s" for x in runs if x.get("compile_seconds")),
+                 f"{_mean_std([_late_fd(x['points']) for x in runs])} ({fin[0]['fd_floor']:.1f})",
+                 _late_spread(runs),
+                 _mean_std([float(f[count]) for f in fin]), _mean_std([f["kl"] for f in fin], ".3f")]
+        for k in factors:
+            hits = [x["reached"][f"fd_{k}x"]["seconds"] for x in runs if x["reached"].get(f"fd_{k}x")]
+            cells.append(f"{_median_spread(hits)} ({len(hits)}/{len(runs)})" if hits
+                         else f"not reached (0/{len(runs)})")
+        same = groups.get((g, f"textbook {runs[0]['precision']}"))
+        cells.append(_sooner(runs, same, factors, med_time) if same and same is not runs else "")
+        cells.append(_sooner(runs, base, factors, med_time) if base and base is not runs else "")
+        out_rows.append(cells)
+    header = ["data and loss", "contender", "precision", "step", "seeds", "steps", "time per step",
+              "compile (included, per seed)",
+              f"final FD: median of the last {LATE} evaluations, mean +- std over seeds (floor)",
+              "one evaluation's scatter: min-max of those, per seed", "classes / modes covered at the end",
+              "KL at the end"]
+    header += [f"time to FD <= {k}x floor, all classes: median [min-max]" for k in factors]
+    header += ["sooner than the textbook loop at the same precision",
+               "sooner than the textbook fp32 loop (same criterion)"]
+    return table(header, out_rows)
+
+
+def mnist_pictures(rows: list[dict], results: Path) -> list[str]:
+    """The FD curves (mnist_quality.py draws them) and each row's sample grid at its last step
+    (seed 0), as images linked relative to RESULTS.md."""
+    rel = "results" if results.resolve() == (HERE / "results").resolve() else str(results)
+    out = []
+    if (results / "mnist_fd.png").exists():
+        out += ["", f"![FD / floor against step and wall time]({rel}/mnist_fd.png)"]
+    grids = [(r["group"], r["contender"], r["grid"]) for r in rows if r.get("grid") and (results / r["grid"]).exists()]
+    if grids:
+        out += ["", "Samples at the last step, seed 0 (the same noise for every row):", "",
+                *table(["data and loss", "contender", "samples"],
+                       [[g, c, f"![{g}, {c}]({rel}/{path})"] for g, c, path in grids])]
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # the document
 # ------------------------------------------------------------------------------------------------
@@ -256,9 +374,18 @@ def render(results: Path, include_smoke: bool = False) -> str:
         found = newest_runs(path, include_smoke)
         if found:
             lines += [f"## {TITLES.get(path.stem, path.stem)}", ""]
+        if path.stem == "mnist_quality":  # one table: a run of more seeds adds rows to the earlier runs' groups
+            every = [r for _, rows in found for r in rows]
+            for run, _ in found:
+                lines += run_header(run)
+            lines += mnist_section(every) + mnist_pictures(every, results) + [""]
+            continue
         for run, rows in found:
             lines += run_header(run)
-            lines += ttq_section(rows) if path.stem.startswith("time_to_quality") else speed_section(rows)
+            if path.stem.startswith("time_to_quality"):
+                lines += ttq_section(rows)
+            else:
+                lines += speed_section(rows)
             lines.append("")
     for frag in sorted(results.glob("*.md"), key=lambda p: (p.stem == "notes", p.stem)):
         lines += [f"## From `benchmarks/results/{frag.name}`", "", frag.read_text().rstrip(), ""]

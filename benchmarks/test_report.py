@@ -86,3 +86,27 @@ def test_a_partial_run_replaces_only_what_it_measured(tmp_path):
     assert "2.00x" in md  # toy: still the whole run's
     assert "3.00x" not in md and md.count("2.00x") == 2  # dcgan: the partial run's (3.0 / 1.5), not 3.0 / 1.0
     assert md.count("Command: `python benchmarks/train_loop.py`") == 2  # each run under its own header
+
+
+def test_mnist_rows_add_seeds_across_runs_and_bound_a_ratio_the_baseline_never_reached(tmp_path):
+    def m(run, contender, seed, hits, final_s, fds, precision="fp32"):
+        points = [dict(step=250 * (i + 1), seconds=final_s * (i + 1) / len(fds), fd=fd, fd_floor=5.0,
+                       classes_covered=10, kl=0.01) for i, fd in enumerate(fds)]
+        return dict(kind="measurement", suite="mnist_quality", run=run, group="mnist wgan-gp", data="mnist",
+                    loss="wgan-gp", contender=contender, seed=seed, precision=precision, step_mode="eager",
+                    baseline=contender.startswith("textbook"), points=points, final=points[-1],
+                    reached={f"fd_{k}x": (dict(step=250, seconds=s) if s else None) for k, s in hits.items()})
+
+    _write(tmp_path / "mnist_quality.jsonl", [
+        _run("a", suite="mnist_quality"),
+        m("a", "textbook fp32", 0, {10: 100.0, 3: None}, 200.0, [60, 40, 30]),
+        m("a", "fastwgan fastest", 0, {10: 10.0, 3: 40.0}, 50.0, [60, 20, 12, 14, 13, 11, 40], "bf16"),
+        _run("b", suite="mnist_quality"),
+        *[m("b", "fastwgan fastest", s, {10: 20.0, 3: 50.0}, 60.0, [60, 20, 10, 12, 11, 9, 30], "bf16")
+          for s in (1, 2)],
+    ])
+    md = report.render(tmp_path)
+    row = next(line for line in md.splitlines() if line.startswith("| mnist wgan-gp | fastwgan fastest |"))
+    assert "| 3 |" in row  # seeds 0 (run a) and 1, 2 (run b) in one row
+    assert "> 4.00x at 3x floor (the textbook loop never reached it in 200 s)" in row  # 200 s / median 50 s
+    assert "| 11.7 +- 0.9 (5.0) |" in row  # the median of each seed's last 5 FDs (13, 11, 11), not its last spike

@@ -14,6 +14,9 @@ generator steps) or the step budget ends. Criteria (evaluated on ``n`` = 2000 ge
   (``fastwgan.metrics.real_floor_w1``: W1 between two real sets of 2000, mean over 5 seeds);
 * 25gaussians: 25/25 modes covered and >= 70% high-quality samples.
 
+The MNIST criterion (FD <= 3x its floor with 10/10 classes, and the 10x / 5x milestones on the
+way) is read off whole FD curves by benchmarks/mnist_quality.py, with the same clock rules.
+
 Contenders, all with the same models (gan_toy's MLPs at width 256): the textbook loop
 (benchmarks/_textbook.py) in fp32 and under ``torch.autocast("cpu", dtype=torch.bfloat16)``, and
 ``fastwgan.train`` in fp32 (eager), all three on the textbook recipe (batch 256, lambda 1, Adam 2e-4

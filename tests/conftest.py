@@ -6,6 +6,7 @@ references on a machine without a GPU (CI). Tests that need CUDA are marked ``cu
 without it; the same logic runs on the CPU through the interpreter.
 """
 import os
+from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
@@ -19,3 +20,17 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "cuda" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def classifier_cache_dir(tmp_path_factory):
+    """A private cache folder holding the digit classifier, trained once for the whole session
+    (or the folder named by FASTWGAN_TEST_CACHE, to reuse one across local test sessions)."""
+    from fastwgan.imagemetrics import load_digit_classifier
+
+    folder = Path(os.environ["FASTWGAN_TEST_CACHE"]) if os.environ.get("FASTWGAN_TEST_CACHE") \
+        else tmp_path_factory.mktemp("fastwgan_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTWGAN_CACHE", str(folder))
+        load_digit_classifier()
+        yield folder

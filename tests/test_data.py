@@ -21,6 +21,7 @@ from fastwgan.data import (
     toy_sample,
     toy_std,
 )
+from fastwgan.data.images import folder_channels
 
 
 def test_names():
@@ -147,6 +148,92 @@ def test_load_image_folder_errors(tmp_path):
     _write_img(mixed / "a" / "in.png", (1, 2, 3))
     with pytest.raises(ValueError, match="both directly and in subfolders"):
         load_image_folder(str(mixed), 8)
+
+
+def _write_grey(path, value, size=(12, 8), mode="L"):
+    from PIL import Image
+
+    Image.new(mode, size, value).save(path)
+
+
+@pytest.mark.parametrize("mode, value", [("L", 200), ("LA", (200, 255)), ("I;16", 40000), ("1", 1)])
+def test_greyscale_folder_loads_as_one_channel(tmp_path, mode, value):
+    """Every file greyscale by its PIL mode -> (N, 1, s, s), unlabelled or one subfolder per class;
+    ``channels=`` still overrides the detection."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(3):
+        _write_grey(flat / f"{i}.png", value, mode=mode)
+    assert folder_channels(str(flat)) == 1
+    x, y = load_image_folder(str(flat), 8)
+    assert y is None and x.shape == (3, 1, 8, 8)
+    assert load_image_folder(str(flat), 8, channels=3)[0].shape == (3, 3, 8, 8)
+    lab = tmp_path / "lab"
+    for cls in ("a", "b"):
+        (lab / cls / "nested").mkdir(parents=True)
+        _write_grey(lab / cls / "nested" / "0.png", value, mode=mode)
+    x, y = load_image_folder(str(lab), 4)
+    assert x.shape == (2, 1, 4, 4) and y.tolist() == [0, 1]
+
+
+def test_l_mode_pixels_load_exactly(tmp_path):
+    """An L image of value v loads as v / 127.5 - 1 (what its RGB copy loads in each channel)."""
+    (tmp_path / "g").mkdir()
+    _write_grey(tmp_path / "g" / "a.png", 51)
+    x, _ = load_image_folder(str(tmp_path / "g"), 4)
+    torch.testing.assert_close(x, torch.full((1, 1, 4, 4), 51 / 127.5 - 1), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("labelled", [False, True])
+def test_one_colour_image_among_greys_makes_the_folder_rgb(tmp_path, labelled):
+    """Negative control: one RGB (or palette) file, anywhere load_image_folder looks, makes 3 channels."""
+    for odd_mode in ("RGB", "P"):
+        root = tmp_path / f"{odd_mode}-{labelled}"
+        dirs = [root / "a", root / "b"] if labelled else [root]
+        for d in dirs:
+            d.mkdir(parents=True)
+            for i in range(3):
+                _write_grey(d / f"{i}.png", 90)
+        _write_grey(dirs[-1] / "z.png", (90, 90, 90) if odd_mode == "RGB" else 0, mode=odd_mode)
+        (root / "skip.txt").write_text("not an image")  # files load_image_folder skips do not count
+        assert folder_channels(str(root)) == 3
+        assert load_image_folder(str(root), 8)[0].shape == ((7 if labelled else 4), 3, 8, 8)
+
+
+def test_rgb_folder_stays_rgb_and_listing_errors_are_shared(tmp_path):
+    (tmp_path / "rgb").mkdir()
+    for i in range(2):
+        _write_img(tmp_path / "rgb" / f"{i}.png", (10, 20, 30))
+    assert folder_channels(str(tmp_path / "rgb")) == 3
+    assert load_image_folder(str(tmp_path / "rgb"), 8)[0].shape == (2, 3, 8, 8)
+    with pytest.raises(ValueError, match="does not exist"):
+        folder_channels(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images found"):
+        folder_channels(str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="channels must be 1"):
+        load_image_folder(str(tmp_path / "rgb"), 8, channels=2)
+
+
+@pytest.mark.parametrize("grey", [True, False])
+def test_folder_preset_models_match_the_loaded_channels(tmp_path, grey):
+    """End to end: the preset's generator and critic take the channels the folder loads as, and
+    two training steps run (they would fail in the probe if the two disagreed)."""
+    import fastwgan
+
+    for i in range(4):
+        if grey:
+            _write_grey(tmp_path / f"{i}.png", 60 * i)
+        else:
+            _write_img(tmp_path / f"{i}.png", (60 * i, 0, 255 - 60 * i))
+    src = as_data_source(str(tmp_path), batch_size=2, seed=0, image_size=8)
+    want = 1 if grey else 3
+    assert src.sample_shape == (want, 8, 8)
+    res = fastwgan.train(None, None, str(tmp_path), steps=2, image_size=8, batch_size=4, progress=False,
+                         plots=False, precision="fp32", compile=False, out=None, eval_samples=0)
+    assert res.steps_done == 2
+    assert res.generator.channels == want and res.critic.channels == want
+    assert res.sample(3).shape == (3, want, 8, 8)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,15 +4,13 @@ on constructed label sets, the digit classifier (held-out accuracy, cache, corru
 KID / IS through torchmetrics with the digit classifier as the extractor, plus the offline
 Inception error.
 
-The classifier is trained once per session into a temporary cache (``classifier_cache`` fixture):
+The classifier is trained once per session into a temporary cache (``classifier_cache_dir`` in conftest.py):
 about 15 s on 2 quiet CPU cores, a few minutes when the machine is shared.
 """
 from __future__ import annotations
 
 import math
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,18 +149,6 @@ def test_stacked_modes_pacgan_count():
 # --------------------------------------------------------------------------------------------
 # the digit classifier and its cache
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def classifier_cache_dir(tmp_path_factory):
-    """A private cache folder holding the classifier, trained once for the session (or the folder
-    named by FASTWGAN_TEST_CACHE, to reuse one trained classifier across local test sessions)."""
-    folder = Path(os.environ["FASTWGAN_TEST_CACHE"]) if os.environ.get("FASTWGAN_TEST_CACHE") \
-        else tmp_path_factory.mktemp("fastwgan_cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FASTWGAN_CACHE", str(folder))
-        load_digit_classifier()
-        yield folder
 
 
 @pytest.fixture

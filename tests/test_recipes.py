@@ -66,3 +66,18 @@ def test_a_run_records_the_precision_auto_resolved_to(monkeypatch):
     r = fastwgan.train(*tiny_models(), torch.randn(16, 2), steps=1, batch_size=8, progress=False, plots=False,
                        eval_samples=0)
     assert r.config["precision"] == "bf16"
+
+
+@pytest.mark.parametrize("name, size", [("mnist", None), ("stacked-mnist", None), ("mnist", 32)])
+def test_the_mnist_presets_fast_recipe_and_gan_mnist_textbook_recipe(name, size):
+    from fastwgan.presets import builtin_preset
+
+    preset = builtin_preset(name, size)
+    fast, textbook = resolve({}, preset), resolve({"recipe": "textbook"}, preset)
+    assert (fast.n_critic, fast.lr, fast.lr_g, fast.steps, fast.lr_decay) == (1, 4e-4, 2e-4, 10_000, "none")
+    assert (textbook.n_critic, textbook.lr, textbook.lr_g, textbook.steps) == (5, 1e-4, None, 10_000)
+    assert (textbook.precision, textbook.compile) == ("fp32", False)
+    for cfg in (fast, textbook):  # gan_mnist.py's settings, shared by both recipes
+        assert (cfg.batch_size, cfg.lam, cfg.betas) == (50, 10.0, (0.5, 0.9))
+    wgan = resolve({"loss": "wgan"}, preset)  # no fast recipe measured for WGAN: its paper's settings
+    assert (wgan.n_critic, wgan.lr, wgan.clip, wgan.batch_size) == (5, 5e-5, 0.01, 50)

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from .coerce import BUILTIN_DATASETS, as_data_source
-from .images import DEFAULT_IMAGE_SIZE, IMAGE_EXTENSIONS, load_digits, load_image_folder
+from .images import DEFAULT_IMAGE_SIZE, IMAGE_EXTENSIONS, folder_channels, load_digits, load_image_folder
 from .mnist import load_mnist, stacked_mnist_batch
 from .sources import DataSource, FiniteSource, IterableSource, SamplerSource, StackedMNISTSource, ToySource
 from .toy import TOY_DATASETS, toy_centers, toy_sample, toy_std
@@ -26,6 +26,7 @@ __all__ = [
     "toy_std",
     "load_digits",
     "load_image_folder",
+    "folder_channels",
     "load_mnist",
     "stacked_mnist_batch",
     "DataSource",

@@ -212,7 +212,7 @@ def _from_name(data: str | os.PathLike, opt: _Options) -> DataSource:
     if s in _BUILTINS:
         return _BUILTINS[s](s, opt)
     if os.path.isdir(s):
-        x, y = load_image_folder(s, opt.image_size or DEFAULT_IMAGE_SIZE)
+        x, y = load_image_folder(s, opt.image_size or DEFAULT_IMAGE_SIZE)  # 1 channel if all greyscale, else 3
         return tensor_source(x, y, opt, name=os.path.basename(os.path.normpath(s)), resize=False,
                              value_range=(-1.0, 1.0))
     raise ValueError(
@@ -269,7 +269,8 @@ def as_data_source(
     Accepts: a tensor (N, ...); a tuple (x, y); a map-style torch Dataset (items x or (x, y));
     a DataLoader or any iterable of batches; a callable ``sampler(n)``; a string naming a
     built-in dataset or an image folder. Images are resized to ``image_size`` when given (an
-    image folder defaults to ``DEFAULT_IMAGE_SIZE``). ``n_classes`` overrides the class count
+    image folder defaults to ``DEFAULT_IMAGE_SIZE``, and loads as one channel when every image
+    in it is greyscale, else as RGB). ``n_classes`` overrides the class count
     (default: max label + 1, or the Dataset's ``classes``). ``value_range`` is the (lo, hi) of
     the data's values used to draw them (default: (0, 1) when the first batch has no negative
     value, else (-1, 1); built-in sets know theirs). A DataSource passes through unchanged.

@@ -1,4 +1,5 @@
-"""Image data on disk or bundled with a package: sklearn's 8x8 digits and folders of images.
+"""Image data on disk or bundled with a package: sklearn's 8x8 digits and folders of images
+(one channel when every image in the folder is greyscale, else RGB).
 
 The default image size, :data:`DEFAULT_IMAGE_SIZE`, is decided here once: 32, the size of the
 DCGAN-32 models (Radford et al. 2016 use 64 for LSUN; 32 keeps CPU runs affordable).
@@ -11,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "IMAGE_EXTENSIONS", "check_image_size", "resize", "load_digits", "load_image_folder"]
+__all__ = ["DEFAULT_IMAGE_SIZE", "IMAGE_EXTENSIONS", "check_image_size", "resize", "load_digits", "load_image_folder",
+           "folder_channels", "GREYSCALE_MODES"]
 
 DEFAULT_IMAGE_SIZE: int = 32
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -80,13 +82,10 @@ def _class_folders(path: str) -> list[tuple[str, list[str]]]:
     return classes
 
 
-def load_image_folder(path: str, size: int, channels: int = 3) -> tuple[Tensor, Tensor | None]:
-    """Every image under ``path`` as x (N, C, size, size) float32 in [-1, 1] (center crop to a
-    square, then bicubic resize). When ``path`` has subfolders holding images, each subfolder is
-    a class (sorted names -> ids 0..K-1) and y is (N,) int64; else y is None."""
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
-    check_image_size(size, "size")
+def _list_image_folder(path: str) -> list[tuple[str, list[str]]]:
+    """The image files a folder holds, grouped: ``[("", files)]`` for images directly in
+    ``path`` (unlabelled), else one (class name, files) per subfolder in sorted order. The one
+    listing both :func:`load_image_folder` and :func:`folder_channels` read."""
     if not os.path.isdir(path):
         raise ValueError(f"image folder {path!r} does not exist or is not a directory; pass an existing folder.")
     top = sorted(f for f in os.listdir(path) if os.path.isfile(os.path.join(path, f)) and _is_image(f))
@@ -101,10 +100,46 @@ def load_image_folder(path: str, size: int, channels: int = 3) -> tuple[Tensor, 
             f"{path!r} holds images both directly and in subfolders {[c for c, _ in classes]}; put every image "
             "in a class subfolder (labelled data) or all in the folder itself (unlabelled)."
         )
-    if top:
-        return torch.stack([_load_one_image(os.path.join(path, f), size, channels) for f in top]), None
+    return [("", [os.path.join(path, f) for f in top])] if top else classes
+
+
+# PIL modes holding one intensity per pixel (bilevel, 8/16/32-bit integer, float; "LA" adds alpha,
+# which loading drops as it does for RGBA).
+GREYSCALE_MODES: frozenset[str] = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+
+
+def folder_channels(path: str) -> int:
+    """1 when every image :func:`load_image_folder` would read under ``path`` is greyscale by its
+    PIL mode (:data:`GREYSCALE_MODES`), else 3. ``Image.open`` reads only the header, so no pixel
+    is decoded. A palette ("P") image counts as colour: its palette may hold any colour."""
+    return _channels_of(_list_image_folder(path))
+
+
+def _channels_of(groups: list[tuple[str, list[str]]]) -> int:
+    from PIL import Image
+
+    for _, files in groups:
+        for f in files:
+            with Image.open(f) as im:  # lazy: the header only
+                if im.mode not in GREYSCALE_MODES:
+                    return 3
+    return 1
+
+
+def load_image_folder(path: str, size: int, channels: int | None = None) -> tuple[Tensor, Tensor | None]:
+    """Every image under ``path`` as x (N, C, size, size) float32 in [-1, 1] (center crop to a
+    square, then bicubic resize). When ``path`` has subfolders holding images, each subfolder is
+    a class (sorted names -> ids 0..K-1) and y is (N,) int64; else y is None. ``channels`` is
+    1 (greyscale) or 3 (RGB); None picks :func:`folder_channels` (1 when every image is greyscale)."""
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1 (grayscale), 3 (RGB) or None (detect), got {channels!r}.")
+    check_image_size(size, "size")
+    groups = _list_image_folder(path)
+    if channels is None:
+        channels = _channels_of(groups)
     xs, ys = [], []
-    for k, (_, files) in enumerate(classes):
+    for k, (_, files) in enumerate(groups):
         xs += [_load_one_image(f, size, channels) for f in files]
         ys += [k] * len(files)
-    return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)
+    labelled = groups[0][0] != ""
+    return torch.stack(xs), (torch.tensor(ys, dtype=torch.int64) if labelled else None)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import DEFAULT_IMAGE_SIZE
+from ..data import DEFAULT_IMAGE_SIZE, folder_channels
 from ..models import has_batchnorm, noise_size_candidates
 from ..objectives import call
 from ..optim import ClippedRMSprop
@@ -38,7 +38,8 @@ def preset_for(data: Any, image_size: int | None) -> Preset | None:
         return builtin_preset(data, image_size)
     if isinstance(data, (str, os.PathLike)):
         if Path(data).is_dir():
-            return image_folder_preset(image_size or DEFAULT_IMAGE_SIZE, channels=3)  # loaded as RGB
+            # the channels load_image_folder will load: 1 when every image is greyscale, else 3
+            return image_folder_preset(image_size or DEFAULT_IMAGE_SIZE, channels=folder_channels(os.fspath(data)))
         raise ValueError(
             f"unknown data set {os.fspath(data)!r}: not a built-in name and not a folder; use one of "
             f"{', '.join(PRESETS)}, or the path of a folder of images"

@@ -214,9 +214,11 @@ def run_real(data: str, curve: Curve) -> tuple[torch.nn.Module, dict]:
     return G, dict(precision="-", step_mode="no training")
 
 
-def grid_name(data: str, loss: str, contender: str) -> str:
-    """The sample grid's file name (seed 0): textbook fp32 -> textbook_fp32, fast, eager -> fast_eager."""
-    return f"{data}_{loss}_{re.sub(r'[^a-z0-9]+', '_', contender)}_seed0"
+def grid_name(data: str, loss: str, contender: str, steps: int = MNIST_STEPS) -> str:
+    """The sample grid's file name (seed 0): textbook fp32 -> textbook_fp32, fast, eager -> fast_eager;
+    a budget other than the preset's is in the name."""
+    budget = "" if steps == MNIST_STEPS else f"_{steps}steps"
+    return f"{data}_{loss}{budget}_{re.sub(r'[^a-z0-9]+', '_', contender)}_seed0"
 
 
 def save_grid(generator: torch.nn.Module, curve: Curve, name: str) -> str:
@@ -240,7 +242,7 @@ def one_run(data: str, loss: str, contender: str, seed: int, steps: int, every: 
         G, info = run_textbook(contender.split()[1], steps, seed, every, curve)
     else:
         G, info = run_fastwgan(data, loss, contender, steps, seed, every, curve)
-    grid = save_grid(G, curve, grid_name(data, loss, contender)) if seed == 0 else None
+    grid = save_grid(G, curve, grid_name(data, loss, contender, steps)) if seed == 0 else None
     reached = {}
     for k in FD_FACTORS:
         p = first_reaching(curve.points, k, data)

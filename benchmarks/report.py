@@ -259,15 +259,20 @@ def _seconds_per_step(points: list[dict]) -> float:
 LATE = 5  # evaluations at the end of a run behind its final FD (one FD scatters by tens of percent)
 
 
+def _late(points: list[dict]) -> list[float]:
+    """The FDs of a run's last LATE evaluations that lie in its last 10% of steps (at least the last one)."""
+    end = points[-1]["step"]
+    return [p["fd"] for p in points[-LATE:] if p["step"] >= 0.9 * end] or [points[-1]["fd"]]
+
+
 def _late_fd(points: list[dict]) -> float:
-    """The median FD of a run's last LATE evaluations: its final quality, robust to one spike."""
-    return statistics.median(p["fd"] for p in points[-LATE:])
+    """The median of :func:`_late`: a run's final quality, robust to one spike."""
+    return statistics.median(_late(points))
 
 
 def _late_spread(runs: list[dict]) -> str:
-    """min-max of the last LATE evaluations' FD, per seed: how much one evaluation scatters."""
-    return "; ".join(f"{min(p['fd'] for p in x['points'][-LATE:]):.1f}-{max(p['fd'] for p in x['points'][-LATE:]):.1f}"
-                     for x in runs)
+    """min-max of :func:`_late` per seed: how much one evaluation scatters at the end."""
+    return "; ".join(f"{min(_late(x['points'])):.1f}-{max(_late(x['points'])):.1f}" for x in runs)
 
 
 def _sooner(runs: list[dict], base: list[dict], factors: list[int], med_time) -> str:
@@ -326,7 +331,8 @@ def mnist_section(rows: list[dict]) -> list[str]:
         out_rows.append(cells)
     header = ["data and loss", "contender", "precision", "step", "seeds", "steps", "time per step",
               "compile (included, per seed)",
-              f"final FD: median of the last {LATE} evaluations, mean +- std over seeds (floor)",
+              f"final FD: median of the last {LATE} evaluations in the last 10% of steps, mean +- std over "
+              "seeds (floor)",
               "one evaluation's scatter: min-max of those, per seed", "classes / modes covered at the end",
               "KL at the end"]
     header += [f"time to FD <= {k}x floor, all classes: median [min-max]" for k in factors]
@@ -342,7 +348,8 @@ def mnist_pictures(rows: list[dict], results: Path) -> list[str]:
     out = []
     if (results / "mnist_fd.png").exists():
         out += ["", f"![FD / floor against step and wall time]({rel}/mnist_fd.png)"]
-    grids = [(r["group"], r["contender"], r["grid"]) for r in rows if r.get("grid") and (results / r["grid"]).exists()]
+    newest = {r["grid"]: (r["group"], r["contender"]) for r in rows if r.get("grid")}  # the run that wrote it last
+    grids = [(g, c, path) for path, (g, c) in newest.items() if (results / path).exists()]
     if grids:
         out += ["", "Samples at the last step, seed 0 (the same noise for every row):", "",
                 *table(["data and loss", "contender", "samples"],

@@ -32,9 +32,9 @@ def test_smoke_run_reaches_the_results_and_the_report(tmp_path, monkeypatch):
     for r in rows:  # an evaluation per step, each with its FD beside the floor and a clock that moves
         assert [p["step"] for p in r["points"]] == [1, 2] and r["final"]["fd"] > r["final"]["fd_floor"] > 0
         assert 0 < r["points"][0]["seconds"] < r["points"][1]["seconds"]
-        assert (tmp_path / "mnist_samples" / f"{mq.grid_name('mnist', 'wgan-gp', r['contender'])}.png").exists()
-        assert r["grid"] == f"mnist_samples/{mq.grid_name('mnist', 'wgan-gp', r['contender'])}.png"
+        assert (tmp_path / "mnist_samples" / f"{mq.grid_name('mnist', 'wgan-gp', r['contender'], 2)}.png").exists()
+        assert r["grid"] == f"mnist_samples/{mq.grid_name('mnist', 'wgan-gp', r['contender'], 2)}.png"
     lines = [json.loads(x) for x in (tmp_path / "mnist_quality.jsonl").read_text().splitlines()]
     assert [x["kind"] for x in lines] == ["run", "measurement", "measurement"]
     md = report.render(tmp_path, include_smoke=True)
-    assert "| mnist wgan-gp, 2 steps | fastwgan fastest |" in md and "not reached (0/1)" in md  # not the preset's budget
+    assert "| mnist wgan-gp, 2 steps | fastwgan fastest |" in md and "not reached (0/1)" in md  # budget in the group

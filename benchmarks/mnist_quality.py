@@ -86,7 +86,7 @@ class Curve:
                  value_range: tuple[float, float] = (0.0, 1.0)) -> None:
         self.data, self.n, self.z_dim, self.value_range = data, n, z_dim, value_range
         self.points: list[dict] = []
-        self.t0, self.eval_seconds = time.perf_counter(), 0.0
+        self.start()
 
     def start(self) -> None:
         self.t0, self.eval_seconds = time.perf_counter(), 0.0
@@ -118,7 +118,7 @@ def first_reaching(points: list[dict], factor: float, data: str) -> dict | None:
     (FD only: its modes are counted, not required)."""
     for p in points:
         classes_ok = data == "stacked-mnist" or p.get("classes_covered") == 10
-        if classes_ok and p["fd"] == p["fd"] and p["fd"] <= factor * p["fd_floor"]:
+        if classes_ok and p["fd"] <= factor * p["fd_floor"]:  # a NaN FD (diverged) is never <=
             return p
     return None
 
@@ -176,8 +176,6 @@ def run_folder(steps: int, seed: int, every: int, curve: Curve) -> tuple[torch.n
     """The image-folder preset (DCGAN-32, its own defaults) on a folder of the digits as PNGs."""
     with tempfile.TemporaryDirectory(prefix="fastwgan-mnist-png-") as tmp:
         folder = write_folder(Path(tmp) / "mnist_png")
-        curve.value_range = (-1.0, 1.0)  # a folder of images is loaded in [-1, 1]
-        curve.z_dim = image_folder_preset(32, 1).z_dim
         curve.start()
         r = fastwgan.train(None, None, str(folder), steps=steps, seed=seed, device="cpu", progress=False, plots=False,
                            eval_samples=0, eval_every=every, log_every=every, on_eval=curve.on_eval,
@@ -233,7 +231,9 @@ def save_grid(generator: torch.nn.Module, curve: Curve, name: str) -> str:
 
 
 def one_run(data: str, loss: str, contender: str, seed: int, steps: int, every: int, n: int) -> dict:
-    curve = Curve(data, n)
+    # the image-folder preset's noise size; a folder of images loads in [-1, 1]
+    curve = (Curve(data, n, z_dim=image_folder_preset(32, 1).z_dim, value_range=(-1.0, 1.0)) if data == "folder"
+             else Curve(data, n))
     if data == "folder":
         G, info = run_folder(steps, seed, every, curve)
     elif contender == "real data":

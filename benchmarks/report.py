@@ -275,14 +275,25 @@ def _late_spread(runs: list[dict]) -> str:
     return "; ".join(f"{min(_late(x['points'])):.1f}-{max(_late(x['points'])):.1f}" for x in runs)
 
 
-def _sooner(runs: list[dict], base: list[dict], factors: list[int], med_time) -> str:
+def _hits(runs: list[dict], k: int) -> list[float]:
+    """Seconds to FD <= k x floor of the runs that reached it."""
+    return [x["reached"][f"fd_{k}x"]["seconds"] for x in runs if x["reached"].get(f"fd_{k}x")]
+
+
+def _median_time(runs: list[dict], k: int) -> float | None:
+    """The median time to FD <= k x floor when every run reached it, else None."""
+    hits = _hits(runs, k)
+    return statistics.median(hits) if len(hits) == len(runs) else None
+
+
+def _sooner(runs: list[dict], base: list[dict], factors: list[int]) -> str:
     """How much sooner ``runs`` reach the tightest FD factor that both reached (median over
     seeds); where only ``runs`` reached it, a lower bound from the baseline's whole run."""
     for k in sorted(factors):
-        mine, theirs = med_time(runs, k), med_time(base, k)
+        mine, theirs = _median_time(runs, k), _median_time(base, k)
         if mine and theirs:
             return f"{theirs / mine:.2f}x at {k}x floor"
-        if mine and not any(x["reached"].get(f"fd_{k}x") for x in base):
+        if mine and not _hits(base, k):
             ran = statistics.median(x["final"]["seconds"] for x in base)
             return f"> {ran / mine:.2f}x at {k}x floor (the textbook loop never reached it in {ran:.0f} s)"
     return ""
@@ -298,10 +309,6 @@ def mnist_section(rows: list[dict]) -> list[str]:
     for r in rows:
         groups[(r["group"], r["contender"])].append(r)
     factors = sorted({int(k.split("_")[1][:-1]) for r in rows for k in r["reached"]}, reverse=True)
-
-    def med_time(runs: list[dict], k: int) -> float | None:
-        hits = [x["reached"][f"fd_{k}x"]["seconds"] for x in runs if x["reached"].get(f"fd_{k}x")]
-        return statistics.median(hits) if len(hits) == len(runs) else None
 
     def order(gc: tuple[str, str]) -> tuple:  # real data first, then each loss: textbook, fastwgan fp32, the rest
         g, c = gc
@@ -322,12 +329,12 @@ def mnist_section(rows: list[dict]) -> list[str]:
                  _late_spread(runs),
                  _mean_std([float(f[count]) for f in fin]), _mean_std([f["kl"] for f in fin], ".3f")]
         for k in factors:
-            hits = [x["reached"][f"fd_{k}x"]["seconds"] for x in runs if x["reached"].get(f"fd_{k}x")]
+            hits = _hits(runs, k)
             cells.append(f"{_median_spread(hits)} ({len(hits)}/{len(runs)})" if hits
                          else f"not reached (0/{len(runs)})")
         same = groups.get((g, f"textbook {runs[0]['precision']}"))
-        cells.append(_sooner(runs, same, factors, med_time) if same and same is not runs else "")
-        cells.append(_sooner(runs, base, factors, med_time) if base and base is not runs else "")
+        cells.append(_sooner(runs, same, factors) if same and same is not runs else "")
+        cells.append(_sooner(runs, base, factors) if base and base is not runs else "")
         out_rows.append(cells)
     header = ["data and loss", "contender", "precision", "step", "seeds", "steps", "time per step",
               "compile (included, per seed)",

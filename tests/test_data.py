@@ -15,13 +15,13 @@ from fastwgan.data import (
     TOY_DATASETS,
     DataSource,
     as_data_source,
+    folder_channels,
     load_digits,
     load_image_folder,
     toy_centers,
     toy_sample,
     toy_std,
 )
-from fastwgan.data.images import folder_channels
 
 
 def test_names():

@@ -29,8 +29,8 @@ width, ``fastwgan.presets.MNIST_CPU_DIM``):
 * "fastwgan fp32": ``fastwgan.train(..., recipe="textbook")``: the same recipe, fp32, eager;
 * "fastwgan fastest": ``fastwgan.train`` with its defaults (the preset's fast recipe, precision and
   compile "auto"); "fastwgan fast, eager" (``--contenders``): the same with compile=False, the row
-  behind compile="auto"'s choice. A compiling run uses PyTorch's inductor cache in the user's
-  folder: the first run on a machine compiles cold, later ones find it warm (each run records its
+  behind compile="auto"'s choice. A compiling run uses fastwgan's compile cache in the user's
+  folder (``fastwgan.cache``): the first run on a machine compiles cold, later ones find it warm (each run records its
   compile seconds);
 * "real data": no training; training digits (stacked: freshly stacked ones) measured as if generated,
   the reference every row is read against (its FD is the floor; its classes, modes and KL are what

@@ -32,6 +32,7 @@ TITLES = {
     "time_to_quality": "Time to quality",
     "time_to_quality_to_end": "Time to quality and the final quality at equal steps (runs to the full budget)",
     "mnist_quality": "MNIST and Stacked MNIST: image quality at equal steps and time to quality",
+    "compile_cache": "Compile cache: compiling the training step cold, and loading it in the next process",
 }
 COMMANDS = (
     ("pytest benchmarks/ --benchmark-only", "every kernel and critic step against plain PyTorch (minutes)"),
@@ -45,9 +46,13 @@ COMMANDS = (
     ("python benchmarks/mnist_quality.py", "MNIST: FD against step and wall time, 3 losses and their contenders, "
      "two runs at a time on one core each (about 1 hour; its docstring has the stacked-mnist, image-folder and "
      "20000-step runs)"),
+    ("python benchmarks/profile_step.py", "where a default 25gaussians run's compiled step spends its time "
+     "(torch.profiler, about 1 minute)"),
+    ("python benchmarks/compile_cache.py", "compile time of the default step: cold, warm from fastwgan's cache in "
+     "a new process, and cold with one compile thread (about 10 minutes)"),
 )
-ORDER = ("mnist_quality", "time_to_quality", "time_to_quality_to_end", "train_loop", "train_loop_scaling",
-         "gradient_penalty", "clipped_rmsprop")
+ORDER = ("mnist_quality", "time_to_quality", "time_to_quality_to_end", "compile_cache", "train_loop",
+         "train_loop_scaling", "gradient_penalty", "clipped_rmsprop")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -27,3 +27,16 @@ def test_wgan_gp_learns_8gaussians_with_its_preset():
     assert m["w1"] <= 1.5 * floor, (m, floor)
     # and the critic's estimate is the learning curve the run reports
     assert all(torch.isfinite(torch.tensor(h["w_estimate"])) for h in result.history)
+
+
+@pytest.mark.slow
+def test_wgan_gp_learns_25gaussians_with_its_preset():
+    """The 25gaussians default (a batch of 1024 and the lazy penalty): at the end of its budget every
+    one of the 25 modes is covered and >= 70% of the samples are of high quality (the time-to-quality
+    criterion)."""
+    result = fastwgan.train(None, None, "25gaussians", loss="wgan-gp", seed=0, device="cpu",
+                            progress=False, plots=False, eval_samples=2000)
+    assert (result.config["batch_size"], result.config["penalty_every"]) == (1024, 5)  # the recipe under test
+    m = result.metrics
+    assert m["modes_covered"] == 25, m
+    assert m["high_quality"] >= 0.70, m

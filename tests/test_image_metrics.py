@@ -17,7 +17,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from fastwgan.imagemetrics import (DigitClassifier, InceptionUnavailableError, as_digit_batch, cache_dir,
+from fastwgan.imagemetrics import (DigitClassifier, InceptionUnavailableError, as_digit_batch,
                                    class_coverage, classify_digits, digit_classifier_info, digit_features,
                                    fid_kid_is, frechet_distance, image_metrics, inception_weights_path,
                                    kl_to_uniform, load_digit_classifier, stacked_mode_ids, stacked_modes)
@@ -172,17 +172,6 @@ def test_classifier_held_out_accuracy(trained, classifier_cache_dir):
     torch.manual_seed(0)
     assert (classify_digits(x, DigitClassifier().eval()) == y).float().mean().item() < 0.5
     assert not list(classifier_cache_dir.glob("*.tmp"))  # the atomic write left no temporary file
-
-
-def test_cache_dir_precedence(monkeypatch, tmp_path):
-    monkeypatch.delenv("FASTWGAN_CACHE", raising=False)
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert cache_dir() == tmp_path / "home" / ".cache" / "fastwgan"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache_dir() == tmp_path / "xdg" / "fastwgan"
-    monkeypatch.setenv("FASTWGAN_CACHE", str(tmp_path / "own"))
-    assert cache_dir() == tmp_path / "own"
 
 
 class _RunsCodeWhenUnpickled:

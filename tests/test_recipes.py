@@ -81,3 +81,23 @@ def test_the_mnist_presets_fast_recipe_and_gan_mnist_textbook_recipe(name, size)
         assert (cfg.batch_size, cfg.lam, cfg.betas) == (50, 10.0, (0.5, 0.9))
     wgan = resolve({"loss": "wgan"}, preset)  # no fast recipe measured for WGAN: its paper's settings
     assert (wgan.n_critic, wgan.lr, wgan.clip, wgan.batch_size) == (5, 5e-5, 0.01, 50)
+
+
+def test_25gaussians_fast_recipe_is_a_larger_batch_with_the_lazy_penalty():
+    preset = PRESETS["25gaussians"]
+    fast, textbook = resolve({}, preset), resolve({"recipe": "textbook"}, preset)
+    assert (fast.batch_size, fast.lr, fast.n_critic, fast.penalty_every, fast.steps) == (1024, 4e-4, 5, 5, 5000)
+    assert (textbook.batch_size, textbook.lr, textbook.n_critic, textbook.penalty_every, textbook.steps) == (
+        256, 2e-4, 5, 1, 10_000)
+    wgan = resolve({"loss": "wgan"}, preset)  # no fast recipe measured for WGAN
+    assert (wgan.batch_size, wgan.penalty_every) == (256, 1)
+
+
+@pytest.mark.parametrize("own", [{"n_critic": 3}, {"n_critic": lambda step: 5}, {"lam": 0.0}])
+def test_a_recipes_lazy_penalty_steps_aside_for_the_callers_settings(own):
+    """n_critic=3 (not a multiple of the recipe's 5), a schedule, or no penalty: the recipe's lazy
+    penalty would be refused, so it falls back to the penalty on every critic update."""
+    cfg = resolve(own, PRESETS["25gaussians"])
+    assert cfg.penalty_every == 1 and cfg.batch_size == 1024
+    with pytest.raises(ValueError, match="penalty_every=5"):  # asked for by the caller: refused, with the fix
+        resolve({**own, "penalty_every": 5}, PRESETS["25gaussians"])

@@ -25,6 +25,8 @@ from typing import Literal
 
 import torch
 
+from .cache import cache_dir
+
 Backend = Literal["auto", "triton", "cpp", "reference"]
 BACKENDS: tuple[str, ...] = ("auto", "triton", "cpp", "reference")
 
@@ -104,8 +106,9 @@ def load_extension(op: str) -> ModuleType | None:
 
     First the extension built by ``pip install`` (``fastwgan._C_<op>``); when it is missing or was
     built for another torch (one warning naming the rebuild), a JIT build with ninja into
-    ``$FASTWGAN_BUILD_DIR`` (default ``~/.cache/fastwgan``) when the sources are beside the package
-    (a source checkout); else None, and ``"auto"`` runs the reference backend.
+    ``$FASTWGAN_BUILD_DIR`` (default: fastwgan's cache folder, ``fastwgan.cache.cache_dir()``) when
+    the sources are beside the package (a source checkout); else None, and ``"auto"`` runs the
+    reference backend.
     """
     module, problem = _import_installed(op)
     if module is not None:
@@ -136,9 +139,7 @@ def _jit_build(op: str) -> ModuleType | None:
     try:
         from torch.utils.cpp_extension import load
 
-        build = os.path.join(
-            os.environ.get("FASTWGAN_BUILD_DIR", os.path.expanduser("~/.cache/fastwgan")), op
-        )
+        build = os.path.join(os.environ.get("FASTWGAN_BUILD_DIR") or str(cache_dir()), op)
         os.makedirs(build, exist_ok=True)
         return load(
             name=f"fastwgan_C_{op}",

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from . import backend
+from .cache import cache_dir, compile_cache_dir
 from .extras import EXTRAS, available, install_command
 
 OPS = ("clipped_rmsprop", "gradient_penalty")
@@ -108,6 +109,7 @@ def info() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "backends": kernel_backends(),
         "auto": auto_settings(),
+        "cache": {"folder": str(cache_dir()), "compiled_steps": str(compile_cache_dir())},
         "optional": {m: ("installed" if available(m) else f"missing: `{install_command(e)}` ({EXTRAS[e]})")
                      for m, e in OPTIONAL.items()},
     }

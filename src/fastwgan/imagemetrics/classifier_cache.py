@@ -1,12 +1,13 @@
 """Where the trained digit classifier lives between runs, and how it is read back safely.
 
-The cache folder is ``$FASTWGAN_CACHE`` if set, else ``$XDG_CACHE_HOME/fastwgan``, else
-``~/.cache/fastwgan``. The file is written atomically (a temporary file in the same folder, then
-``os.replace``), so a run killed mid-write never leaves half a file behind, and two processes that
-train at once both end with a complete file. It records the classifier's held-out accuracy, the
-recipe version and a SHA-256 of the training digits; it is read with ``torch.load(weights_only=True)``
-(tensors, numbers and strings only: nothing is unpickled that could run code). An unreadable,
-truncated or mismatched file is reported with a RuntimeWarning and the classifier is retrained.
+The file lives in fastwgan's cache folder (``fastwgan.cache.cache_dir()``: ``$FASTWGAN_CACHE``,
+else ``$XDG_CACHE_HOME/fastwgan``, else ``~/.cache/fastwgan``). It is written atomically (a
+temporary file in the same folder, then ``os.replace``), so a run killed mid-write never leaves
+half a file behind, and two processes that train at once both end with a complete file. It records
+the classifier's held-out accuracy, the recipe version and a SHA-256 of the training digits; it is
+read with ``torch.load(weights_only=True)`` (tensors, numbers and strings only: nothing is
+unpickled that could run code). An unreadable, truncated or mismatched file is reported with a
+RuntimeWarning and the classifier is retrained.
 """
 from __future__ import annotations
 
@@ -20,20 +21,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..cache import cache_dir
 from .classifier import RECIPE_VERSION, DigitClassifier, train_digit_classifier
 
 __all__ = ["cache_dir", "classifier_path", "load_digit_classifier", "digit_classifier_info"]
 
 _FORMAT = "fastwgan-digit-classifier"
-
-
-def cache_dir() -> Path:
-    """``$FASTWGAN_CACHE``, else ``$XDG_CACHE_HOME/fastwgan``, else ``~/.cache/fastwgan``."""
-    if os.environ.get("FASTWGAN_CACHE"):
-        return Path(os.environ["FASTWGAN_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "fastwgan"
-    return Path.home() / ".cache" / "fastwgan"
 
 
 def classifier_path() -> Path:

@@ -142,10 +142,18 @@ def resolve(settings: dict[str, Any], preset: Preset | None) -> TrainConfig:
             chosen.update(preset.fast.get(loss, {}))
     if recipe == "textbook":
         chosen.update(precision="fp32", compile=False)
-    chosen.update({k: v for k, v in settings.items() if v is not None})
+    explicit = {k: v for k, v in settings.items() if v is not None}
+    chosen.update(explicit)
     cfg = TrainConfig(**chosen)
+    if "penalty_every" not in explicit and not _lazy_penalty_fits(cfg):
+        cfg.penalty_every = 1  # a recipe's lazy penalty steps aside for the caller's n_critic or lam
     check(cfg)
     return cfg
+
+
+def _lazy_penalty_fits(cfg: TrainConfig) -> bool:
+    k = cfg.penalty_every
+    return k == 1 or (bool(cfg.penalty) and _is_int(cfg.n_critic) and cfg.n_critic % k == 0)
 
 
 def _bad(msg: str) -> None:

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad
 
+from ..cache import use_compile_cache
 from ..objectives import critic_objective, generator_objective, metrics_vector
 from ..reference.gradient_penalty import interpolate
 from ..penalty import penalty_at
@@ -160,6 +161,7 @@ class StaticStep:
         saved = [t.detach().clone() for t in self._state_tensors()]
         try:
             if self.compile:
+                use_compile_cache()  # compiled graphs persist in fastwgan's cache folder, for later runs
                 # dynamic=False: a static step; without it dynamo turns a float that differed between
                 # two compiled runs (clip, lam) into a symbol, which ClippedRMSprop cannot take
                 self._fn = torch.compile(self._own_run(), fullgraph=True, dynamic=False)

@@ -1,0 +1,62 @@
+"""fastwgan's cache folder, and the compiled training steps kept in it between runs.
+
+One folder holds what fastwgan keeps between runs: ``$FASTWGAN_CACHE`` if set, else
+``$XDG_CACHE_HOME/fastwgan``, else ``~/.cache/fastwgan``. In it:
+
+- ``inductor/``: torch.compile's on-disk caches (inductor's FX-graph cache and AOTAutograd's
+  cache). A compiled step whose model, settings and torch version were compiled before is loaded
+  from here instead of being compiled again, in any later process. PyTorch's own default is
+  ``/tmp/torchinductor_<user>``, which is emptied on reboot and lives in a folder every user can
+  write to; the compiled code in this cache is loaded and run, so it belongs in the user's own
+  folder. A ``TORCHINDUCTOR_CACHE_DIR`` the user set (to anything but PyTorch's default) wins.
+- the digit classifier of the image metrics (``imagemetrics/classifier_cache.py``);
+- the JIT-built C++ kernels of a source checkout (``backend.py``; ``FASTWGAN_BUILD_DIR`` overrides).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["cache_dir", "compile_cache_dir", "use_compile_cache"]
+
+INDUCTOR_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """``$FASTWGAN_CACHE``, else ``$XDG_CACHE_HOME/fastwgan``, else ``~/.cache/fastwgan``."""
+    if os.environ.get("FASTWGAN_CACHE"):
+        return Path(os.environ["FASTWGAN_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "fastwgan"
+    return Path.home() / ".cache" / "fastwgan"
+
+
+def _pytorch_default() -> str:
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    return os.path.abspath(default_cache_dir())
+
+
+def _chosen_inductor_dir() -> str | None:
+    """``$TORCHINDUCTOR_CACHE_DIR`` when someone chose it; None when it is unset or holds PyTorch's
+    default (importing ``torch._dynamo`` writes the default into the variable itself)."""
+    value = os.environ.get(INDUCTOR_ENV)
+    return value if value and os.path.abspath(value) != _pytorch_default() else None
+
+
+def compile_cache_dir() -> Path:
+    """Where torch.compile's caches go: a chosen ``$TORCHINDUCTOR_CACHE_DIR``, else ``cache_dir()/inductor``."""
+    chosen = _chosen_inductor_dir()
+    return Path(chosen).expanduser() if chosen else cache_dir() / "inductor"
+
+
+def use_compile_cache() -> Path:
+    """Point torch.compile's on-disk caches at ``compile_cache_dir()``; call it before compiling.
+
+    Inductor and AOTAutograd look the variable up each time they read or write their caches, so
+    setting it here takes effect for the next compile. The folder is created readable by its owner only.
+    """
+    folder = compile_cache_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ[INDUCTOR_ENV] = str(folder)
+    return folder

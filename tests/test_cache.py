@@ -36,6 +36,8 @@ def test_compile_cache_replaces_pytorchs_default_but_not_a_chosen_folder(monkeyp
         assert use_compile_cache() == tmp_path / "fw" / "inductor"
         assert os.environ[INDUCTOR_ENV] == str(tmp_path / "fw" / "inductor")
         assert (tmp_path / "fw" / "inductor").stat().st_mode & 0o077 == 0  # the owner's only
+    monkeypatch.setenv("FASTWGAN_CACHE", str(tmp_path / "moved"))  # what fastwgan wrote is not a user's choice
+    assert use_compile_cache() == tmp_path / "moved" / "inductor" == Path(os.environ[INDUCTOR_ENV])
     monkeypatch.setenv(INDUCTOR_ENV, str(tmp_path / "mine"))  # the user's choice wins
     assert compile_cache_dir() == use_compile_cache() == tmp_path / "mine"
     assert os.environ[INDUCTOR_ENV] == str(tmp_path / "mine")

@@ -37,11 +37,17 @@ def _pytorch_default() -> str:
     return os.path.abspath(default_cache_dir())
 
 
+_set_here: str | None = None  # the value use_compile_cache() last wrote: fastwgan's choice, not the user's
+
+
 def _chosen_inductor_dir() -> str | None:
-    """``$TORCHINDUCTOR_CACHE_DIR`` when someone chose it; None when it is unset or holds PyTorch's
-    default (importing ``torch._dynamo`` writes the default into the variable itself)."""
+    """``$TORCHINDUCTOR_CACHE_DIR`` when the user chose it; None when it is unset, holds PyTorch's
+    default (importing ``torch._dynamo`` writes the default into the variable itself) or the folder
+    fastwgan wrote there (so a later change of ``FASTWGAN_CACHE`` still counts)."""
     value = os.environ.get(INDUCTOR_ENV)
-    return value if value and os.path.abspath(value) != _pytorch_default() else None
+    if not value or value == _set_here or os.path.abspath(value) == _pytorch_default():
+        return None
+    return value
 
 
 def compile_cache_dir() -> Path:
@@ -56,7 +62,9 @@ def use_compile_cache() -> Path:
     Inductor and AOTAutograd look the variable up each time they read or write their caches, so
     setting it here takes effect for the next compile. The folder is created readable by its owner only.
     """
+    global _set_here
     folder = compile_cache_dir()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.environ[INDUCTOR_ENV] = str(folder)
+    if not _chosen_inductor_dir():
+        _set_here = os.environ[INDUCTOR_ENV] = str(folder)
     return folder

@@ -1,5 +1,6 @@
-"""A real convergence check: the README's main job (WGAN-GP on 8gaussians with its preset) learns
-the distribution. The criteria (those the README states for it):
+"""Real convergence checks of the defaults: the README's main job (WGAN-GP on 8gaussians with its
+preset) learns the distribution, and so does 25gaussians' default recipe (its test below). The
+8gaussians criteria (those the README states for it):
 
 * all 8 modes covered (a mode counts when >= 1% of the samples are high-quality samples of it);
 * at least 70% of the samples of high quality (within 3 standard deviations of a center);

@@ -17,7 +17,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 import fastwgan
@@ -25,6 +24,7 @@ from fastwgan.presets import PRESETS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
+import time_to_quality as ttq  # noqa: E402
 
 # operator name -> what it is (first match wins); the rest is "other"
 KINDS = (
@@ -70,23 +70,13 @@ class Window:
         return False
 
 
-def full_run_compiles(data: str) -> bool:
-    """Whether ``compile="auto"`` compiles a default run of ``data`` over its whole budget."""
-    from fastwgan.training.config import resolve
-    from fastwgan.training.precision import resolve_precision
-    from fastwgan.training.runner import static_wanted
-
-    cfg = resolve({}, PRESETS[data])
-    cfg.precision = resolve_precision(cfg.precision, torch.device("cpu"))
-    return static_wanted(cfg, torch.device("cpu"), cfg.steps)[0]
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="25gaussians", choices=("8gaussians", "25gaussians", "swissroll"))
     ap.add_argument("--steps", type=int, default=20 if _bench.smoke() else 400)
     a = ap.parse_args(argv)
-    comp = full_run_compiles(a.data)  # profile the step a whole default run takes, not a short run's
+    # the step a whole default run takes (compile="auto" decides on the full budget), not a short run's
+    comp = ttq.compiles(a.data, ttq.CONTENDERS["fastwgan fastest"], PRESETS[a.data].steps)
     window = Window(start=WARMUP, stop=WARMUP + a.steps)
     r = run(a.data, WARMUP + a.steps + 1, compile=comp, eval_every=WARMUP, log_every=WARMUP, on_eval=window)
     cfg, prof, wall = r.config, window.prof, window.seconds

@@ -401,10 +401,7 @@ def render(results: Path, include_smoke: bool = False) -> str:
             continue
         for run, rows in found:
             lines += run_header(run)
-            if path.stem.startswith("time_to_quality"):
-                lines += ttq_section(rows)
-            else:
-                lines += speed_section(rows)
+            lines += ttq_section(rows) if path.stem.startswith("time_to_quality") else speed_section(rows)
             lines.append("")
     for frag in sorted(results.glob("*.md"), key=lambda p: (p.stem == "notes", p.stem)):
         lines += [f"## From `benchmarks/results/{frag.name}`", "", frag.read_text().rstrip(), ""]

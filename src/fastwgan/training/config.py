@@ -145,15 +145,10 @@ def resolve(settings: dict[str, Any], preset: Preset | None) -> TrainConfig:
     explicit = {k: v for k, v in settings.items() if v is not None}
     chosen.update(explicit)
     cfg = TrainConfig(**chosen)
-    if "penalty_every" not in explicit and not _lazy_penalty_fits(cfg):
+    if "penalty_every" not in explicit and _lazy_penalty_problem(cfg):
         cfg.penalty_every = 1  # a recipe's lazy penalty steps aside for the caller's n_critic or lam
     check(cfg)
     return cfg
-
-
-def _lazy_penalty_fits(cfg: TrainConfig) -> bool:
-    k = cfg.penalty_every
-    return k == 1 or (bool(cfg.penalty) and _is_int(cfg.n_critic) and cfg.n_critic % k == 0)
 
 
 def _bad(msg: str) -> None:
@@ -227,12 +222,21 @@ def _check_penalty_every(cfg: TrainConfig) -> None:
     _check_type("penalty_every", k, _is_int(k), "an int >= 1 (1: the penalty on every critic update)")
     if k < 1:
         _bad(f"penalty_every must be an integer >= 1 (1: the penalty on every critic update), got {k!r}")
+    problem = _lazy_penalty_problem(cfg)
+    if problem:
+        _bad(problem)
+
+
+def _lazy_penalty_problem(cfg: TrainConfig) -> str | None:
+    """Why ``penalty_every`` (an int >= 1) does not fit the other settings, or None."""
+    k = cfg.penalty_every
     if k > 1 and not cfg.penalty:
-        _bad(f"penalty_every={k} needs a loss with a gradient penalty (wgan-gp, wgan-lp) and lam > 0, "
-             f"got loss={cfg.loss!r}, lam={cfg.lam!r}")
+        return (f"penalty_every={k} needs a loss with a gradient penalty (wgan-gp, wgan-lp) and lam > 0, "
+                f"got loss={cfg.loss!r}, lam={cfg.lam!r}")
     if k > 1 and not (_is_int(cfg.n_critic) and cfg.n_critic % k == 0):
-        _bad(f"penalty_every={k} must divide n_critic (got n_critic={cfg.n_critic!r}), so that every generator "
-             f"step has its penalty on the same critic updates (e.g. n_critic=5 with penalty_every=5)")
+        return (f"penalty_every={k} must divide n_critic (got n_critic={cfg.n_critic!r}), so that every generator "
+                f"step has its penalty on the same critic updates (e.g. n_critic=5 with penalty_every=5)")
+    return None
 
 
 def _check_betas(betas: Any) -> None:

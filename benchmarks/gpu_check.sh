@@ -1,144 +1,155 @@
 #!/usr/bin/env bash
-# The one command for the day a GPU is lent: the CUDA-marked tests, then the CUDA-marked
-# benchmarks, in under 8 minutes, into ONE results file.
+# The day a GPU is lent, in one call: from a fresh copy of this repository on the lent machine's
+# image (Python 3.12 with torch, triton, pytest, pytest-benchmark, hypothesis, pybind11 and ninja;
+# no fastwgan, no POT, no mlxtend, no network), within 8 minutes of wall clock:
 #
-#   benchmarks/gpu_check.sh            # on a machine with a CUDA GPU
-#   benchmarks/gpu_check.sh --dry-run  # anywhere: what it would run (and that the selections collect)
+#   1 install   fastwgan offline (editable, no dependencies, no build isolation; FASTWGAN_NO_EXT=1),
+#               then its C++ kernels built against the torch that is there, both ops at once
+#               (fastwgan's JIT build, cached: the later steps load them; `pip install`'s own
+#               build compiles them one after the other, and setuptools' --parallel breaks
+#               torch's ninja build, whose one build.ninja the two extensions then share)
+#   2 info      `fastwgan info` (did the C++ kernels build against this torch, or fall back?), the
+#               GPU (nvidia-smi), the Python packages
+#   3 tests     the CUDA-marked tests                                  (pytest tests -m cuda)
+#   4 bench     every benchmark, CPU and CUDA contenders side by side  (pytest benchmarks/ --benchmark-only)
+#   5 profile   torch.profiler over one compiled and one CUDA-graph toy iteration and one DCGAN-32
+#               iteration: kernels, launch gaps, top kernels           (benchmarks/gpu_profile.py)
+#   6 pack      the results, as at most 8 files
 #
-# Writes ${OUT:-benchmarks/results}/gpu_check.json: the GPU and software, each step's command,
-# exit status and wall time, the test outcomes (passed / failed / skipped, with failure messages)
-# and the benchmark statistics (pytest-benchmark's JSON, trimmed to name, stats and extra_info).
-# The benchmarks also append their rows to benchmarks/results/*.jsonl as usual (benchmarks/_bench.py);
-# when $OUT is set (the lent machine) those files are copied there too.
+#   bash benchmarks/gpu_check.sh                  # the whole day (needs a CUDA device for steps 3-5)
+#   bash benchmarks/gpu_check.sh --dry-run        # anywhere: the plan, each step's command and limit
+#   bash benchmarks/gpu_check.sh --dry-run --collect   # ... and that the selections of steps 3-4 collect
+#   bash benchmarks/gpu_check.sh --step NAME      # one step alone (install, info, profile and pack run
+#                                                 # on the CPU too: benchmarks/rehearse_gpu_image.sh does)
 #
-# Time budget (wall clock, hard limits via `timeout`): tests 230 s (the CUDA-graph and compiled
-# static-step tests compile with inductor), benchmarks 230 s (four whole-iteration contenders compile), the rest
-# (environment, summary) a few seconds: 7.7 min at most.
+# Each step runs under `timeout` with a hard limit (SIGINT at the limit, so pytest still writes its
+# reports, then SIGKILL KILL_AFTER seconds later); the limits plus the grace add up to 468 s, the
+# checks between steps (does fastwgan import, is there a CUDA device) take the rest of the 480 s.
+# A step that fails or runs out of time is recorded and the next one runs. When the C++ build fails,
+# the later steps run with FASTWGAN_NO_JIT=1: the kernels fall back to the reference backend instead
+# of being compiled halfway through a benchmark (and the C++ contenders fail, saying so).
 #
-# TRITON_INTERPRET=0: tests/conftest.py only sets the interpreter when the variable is unset, and
-# on a GPU the Triton kernels must run compiled.
+# Comes back (into $OUT when set, the device tool's folder; else benchmarks/results/gpu_check/),
+# 8 files: gpu_check.log (everything printed), gpu_check.json (machine, each step's command, limit,
+# exit status and wall time, the install verdict, the test outcomes with failure messages, the
+# benchmark statistics), info.json, tests.xml (JUnit), bench.json (pytest-benchmark's JSON),
+# gpu_profile.md, gpu_profile.json, extras.tar.gz (each step's log, the Chrome traces of the
+# profile, and the rows this run appended to benchmarks/results/*.jsonl, for benchmarks/report.py).
+#
+# TRITON_INTERPRET=0: tests/conftest.py sets the interpreter only when the variable is unset, and on
+# a GPU the Triton kernels must run compiled.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
-DRY=0
-case "${1:-}" in
-  --dry-run) DRY=1 ;;
-  "") ;;
-  *) echo "usage: $0 [--dry-run]" >&2; exit 2 ;;
-esac
+DRY=0 COLLECT=0 ONLY=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY=1 ;;
+    --collect) COLLECT=1 ;;
+    --step) ONLY=${2:-}; shift ;;
+    *) echo "usage: $0 [--dry-run [--collect]] [--step install|info|tests|bench|profile|pack]" >&2; exit 2 ;;
+  esac
+  shift
+done
 
-PY=${PYTHON:-.venv/bin/python}
-[ -x "$PY" ] || PY=python3
-DEST=${OUT:-benchmarks/results}
-RESULT="$DEST/gpu_check.json"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-export TRITON_INTERPRET=0
+PY=${PYTHON:-python3}
+DEST=${OUT:-benchmarks/results/gpu_check}
+WORK=${GPU_CHECK_WORK:-/tmp/fastwgan-gpu-check}
+KILL_AFTER=3
+BUDGET=480
+# the rehearsal's 2 shared CPU cores are not the GPU machine's 16: it stretches every limit by this factor
+SCALE=${GPU_CHECK_LIMIT_SCALE:-1}
+export TRITON_INTERPRET=0 PYTHONUNBUFFERED=1
+# where step 1 builds the C++ kernels and every later step finds them (also the tests that point
+# fastwgan's cache folder elsewhere)
+export FASTWGAN_BUILD_DIR=${FASTWGAN_BUILD_DIR:-$WORK-build}
 
-TESTS_CMD=("$PY" -m pytest tests -m cuda -q -p no:cacheprovider -rfEs
-           --junitxml="$WORK/tests.xml")
-BENCH_CMD=("$PY" -m pytest benchmarks -m cuda --benchmark-only -q -p no:cacheprovider
-           --benchmark-json="$WORK/bench.json")
-TESTS_LIMIT=230
-BENCH_LIMIT=230
+# name | limit (s) | command, run by bash from the repository root
+STEPS=(
+  "install|110|FASTWGAN_NO_EXT=1 $PY -m pip install -q --no-index --no-deps --no-build-isolation -e . && $PY benchmarks/gpu_check.py kernels | tee $WORK/kernels.txt"
+  "info|20|$PY -m fastwgan info > $WORK/info_fastwgan.json; (nvidia-smi || echo 'no nvidia-smi') > $WORK/nvidia-smi.txt; $PY -m pip list --format=freeze > $WORK/pip-list.txt"
+  "tests|115|$PY -m pytest tests -m cuda -q -p no:cacheprovider -rfEs --junitxml=$WORK/tests.xml"
+  "bench|145|$PY -m pytest benchmarks/ --benchmark-only -q -p no:cacheprovider --benchmark-json=$WORK/bench.json"
+  "profile|50|$PY benchmarks/gpu_profile.py --out $WORK/profile --traces"
+  "pack|10|$PY benchmarks/gpu_check.py pack $WORK $DEST"
+)
+
+field() { echo "$1" | cut -d'|' -f"$2"; }  # (field 3- for the command: it may hold "|")
+if [ -n "$ONLY" ] && ! printf '%s\n' "${STEPS[@]}" | cut -d'|' -f1 | grep -qx "$ONLY"; then
+  echo "no step '$ONLY': one of $(printf '%s\n' "${STEPS[@]}" | cut -d'|' -f1 | tr '\n' ' ')" >&2
+  exit 2
+fi
 
 if [ "$DRY" = 1 ]; then
-  echo "would write: $RESULT"
-  echo "step 1 (limit ${TESTS_LIMIT}s): TRITON_INTERPRET=0 ${TESTS_CMD[*]}"
-  echo "step 2 (limit ${BENCH_LIMIT}s): TRITON_INTERPRET=0 ${BENCH_CMD[*]}"
-  echo
-  echo "selected by step 1 (collected here; on a GPU they run):"
-  "$PY" -m pytest tests -m cuda --collect-only -q -p no:cacheprovider 2>&1 | grep '::' | sed 's/^/  /'
-  echo "selected by step 2:"
-  "$PY" -m pytest benchmarks -m cuda --collect-only -q -p no:cacheprovider 2>&1 | grep '::' | sed 's/^/  /'
-  exit 0
+  total=0 n=0
+  echo "plan: bash benchmarks/gpu_check.sh (python: $PY; scratch: $WORK)"
+  for s in "${STEPS[@]}"; do
+    n=$((n + 1)); limit=$(field "$s" 2); total=$((total + limit + KILL_AFTER))
+    printf 'step %d %-8s limit %3d s (+%d s to kill): %s\n' "$n" "$(field "$s" 1)" "$limit" "$KILL_AFTER" "$(field "$s" 3-)"
+  done
+  echo "total: $total s of $BUDGET s (the rest: the checks between steps, a few seconds)"
+  files=$("$PY" benchmarks/gpu_check.py files)
+  echo "returns ($(echo $files | wc -w) files, into \${OUT:-benchmarks/results/gpu_check}): $files"
+  if [ "$COLLECT" = 1 ]; then
+    echo
+    echo "selected by step 3 (collected here; on a GPU they run):"
+    "$PY" -m pytest tests -m cuda --collect-only -q -p no:cacheprovider 2>&1 | grep -E '::|collected|error' | sed 's/^/  /'
+    echo "selected by step 4 (--benchmark-only skips the untimed ones among them when it runs):"
+    "$PY" -m pytest benchmarks/ --benchmark-only --collect-only -q -p no:cacheprovider 2>&1 \
+      | grep -E '::|collected|error' | sed 's/^/  /'
+  fi
+  [ "$total" -le "$BUDGET" ]
+  exit
 fi
 
-mkdir -p "$DEST"
-if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
-  echo "no CUDA device visible to torch: nothing to check (use --dry-run to see the plan)" >&2
-  exit 3
+mkdir -p "$WORK" "$DEST"
+if [ -z "$ONLY" ]; then
+  rm -rf "${WORK:?}"/* "$DEST"/* && mkdir -p "$WORK"
+  exec > >(tee "$DEST/gpu_check.log") 2>&1
+  TEE=$!
 fi
+# rows already in the results files: the pack step keeps only what this run appends
+[ -f "$WORK/jsonl_before.txt" ] || for f in benchmarks/results/*.jsonl; do
+  [ -f "$f" ] && echo "$f $(wc -l < "$f")"
+done > "$WORK/jsonl_before.txt"
 
-run_step() {  # name limit cmd...: runs with a hard time limit, records rc and wall seconds
-  local name=$1 limit=$2; shift 2
-  local t0=$SECONDS
-  timeout --kill-after=10 "$limit" "$@" > "$WORK/$name.log" 2>&1
-  local rc=$?
-  echo "$rc $((SECONDS - t0))" > "$WORK/$name.status"
-  tail -n 5 "$WORK/$name.log"
-  return 0
+run_step() {  # one step under its hard limit; its rc and wall time go to steps.tsv
+  local name=$1 limit=$(($2 * SCALE)) cmd=$3 t0=$SECONDS rc
+  echo "=== $(date -u +%H:%M:%S) step $name (limit ${limit}s): $cmd"
+  timeout -s INT -k "$KILL_AFTER" "$limit" bash -o pipefail -c "$cmd" > "$WORK/$name.log" 2>&1
+  rc=$?
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$limit" "$rc" "$((SECONDS - t0))" "$cmd" >> "$WORK/steps.tsv"
+  tail -n 15 "$WORK/$name.log"
+  echo "=== step $name: exit $rc after $((SECONDS - t0)) s$([ "$rc" = 124 ] || [ "$rc" = 137 ] && echo ' (TIME LIMIT)')"
+  return "$rc"
 }
 
-run_step tests "$TESTS_LIMIT" "${TESTS_CMD[@]}"
-run_step bench "$BENCH_LIMIT" "${BENCH_CMD[@]}"
+cuda_ok() { "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; }
 
-"$PY" - "$WORK" "$RESULT" "${TESTS_CMD[*]}" "${BENCH_CMD[*]}" <<'EOF'
-import json, platform, sys, xml.etree.ElementTree as ET
-from pathlib import Path
-
-import torch
-
-work, result, tests_cmd, bench_cmd = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
-
-
-def status(name):
-    rc, wall = (work / f"{name}.status").read_text().split()
-    return {"rc": int(rc), "timed_out": rc in ("124", "137"), "wall_s": int(wall),
-            "log_tail": (work / f"{name}.log").read_text()[-4000:]}
-
-
-def tests():
-    out = {"passed": [], "failed": [], "skipped": []}
-    xml = work / "tests.xml"
-    if not xml.exists():
-        return out
-    for case in ET.parse(xml).getroot().iter("testcase"):
-        name = f"{case.get('classname')}::{case.get('name')}"
-        bad = case.find("failure") if case.find("failure") is not None else case.find("error")
-        if bad is not None:
-            out["failed"].append({"test": name, "message": (bad.get("message") or "")[:2000]})
-        elif case.find("skipped") is not None:
-            out["skipped"].append({"test": name, "reason": case.find("skipped").get("message")})
-        else:
-            out["passed"].append(name)
-    return out
-
-
-def benchmarks():
-    path = work / "bench.json"
-    if not path.exists():
-        return []
-    keep = ("min", "median", "mean", "stddev", "rounds")
-    return [{"name": b["fullname"], "group": b.get("group"), "extra_info": b.get("extra_info", {}),
-             "stats_s": {k: b["stats"][k] for k in keep if k in b["stats"]}}
-            for b in json.loads(path.read_text())["benchmarks"]]
-
-
-props = torch.cuda.get_device_properties(0)
-data = {
-    "machine": {"gpu": props.name, "sm": f"{props.major}.{props.minor}",
-                "sms": props.multi_processor_count, "memory_gib": round(props.total_memory / 2**30, 1),
-                "torch": torch.__version__, "cuda": torch.version.cuda,
-                "python": platform.python_version()},
-    "steps": {"tests": {"command": tests_cmd, **status("tests")},
-              "benchmarks": {"command": bench_cmd, **status("bench")}},
-    "tests": tests(),
-    "benchmarks": benchmarks(),
-}
-try:
-    import triton
-    data["machine"]["triton"] = triton.__version__
-except ImportError:
-    pass
-result.write_text(json.dumps(data, indent=1))
-t = data["tests"]
-print(f"{result}: tests {len(t['passed'])} passed, {len(t['failed'])} failed, "
-      f"{len(t['skipped'])} skipped; {len(data['benchmarks'])} benchmarks")
-sys.exit(1 if t["failed"] or any(s["rc"] not in (0, 5) for s in data["steps"].values()) else 0)
-EOF
-rc=$?
-if [ -n "${OUT:-}" ] && [ "$DEST" != benchmarks/results ]; then
-  cp benchmarks/results/*.jsonl "$DEST"/ 2>/dev/null || true
-fi
-exit $rc
+status=0
+for s in "${STEPS[@]}"; do
+  name=$(field "$s" 1)
+  [ -n "$ONLY" ] && [ "$ONLY" != "$name" ] && continue
+  if [ -z "$ONLY" ] && { [ "$name" = tests ] || [ "$name" = bench ]; } && [ -n "${NO_CUDA:-}" ]; then
+    echo "=== step $name skipped: no CUDA device visible to torch"
+    continue
+  fi
+  run_step "$name" "$(field "$s" 2)" "$(field "$s" 3-)" || status=1
+  if [ "$name" = install ]; then
+    if ! "$PY" -c 'import fastwgan' 2>/dev/null; then  # not even the Python package: run it from the sources
+      export PYTHONPATH=$PWD/src FASTWGAN_NO_JIT=1
+      echo "=== fastwgan did not install: later steps import it from src/ (PYTHONPATH), reference kernels"
+    elif ! grep -q '^C++ kernels: built and loaded' "$WORK/kernels.txt" 2>/dev/null; then
+      export FASTWGAN_NO_JIT=1  # no C++ kernels: the reference backend, instead of compiling mid-run
+      echo "=== the C++ kernels did not build: later steps run with FASTWGAN_NO_JIT=1 (reference backend)"
+    fi
+  fi
+  if [ "$name" = info ] && [ -z "$ONLY" ] && ! cuda_ok; then
+    NO_CUDA=1
+    echo "=== no CUDA device visible to torch: the tests and benchmarks are skipped (the profile runs its CPU check)"
+  fi
+done
+[ -n "${NO_CUDA:-}" ] && status=3
+echo "=== $(date -u +%H:%M:%S) done: exit $status after $SECONDS s"
+if [ -n "${TEE:-}" ]; then exec >&- 2>&-; wait "$TEE"; fi  # the log is whole before the tool collects it
+exit "$status"

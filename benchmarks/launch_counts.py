@@ -201,7 +201,7 @@ def _profiled_launches(prof) -> Counter:
     for e in prof.events():
         if _GENERATED.search(e.name):  # e.g. graph_0_cpp_fused_relu_1
             out["generated_kernels"] += 1
-        elif e.name.startswith("aten::") and not _nested_in_aten(e):
+        elif e.name.startswith("aten::") and not nested_in_aten(e):
             name = e.name.split("::")[1]
             if name in ("view", "t", "detach", "expand", "as_strided", "reshape", "transpose",
                         "permute", "unsqueeze", "squeeze", "select", "slice", "alias",
@@ -219,7 +219,8 @@ def _profiled_launches(prof) -> Counter:
 _GENERATED = re.compile(r"(^|_)(cpp_fused|triton_)")
 
 
-def _nested_in_aten(e) -> bool:
+def nested_in_aten(e) -> bool:
+    """Whether a profiler event runs inside another aten operator (counted with that one)."""
     p = e.cpu_parent
     while p is not None:
         if p.name.startswith("aten::"):

@@ -8,6 +8,8 @@
     python benchmarks/mnist_quality.py --data stacked-mnist --contenders "fastwgan fastest" "real data" \\
         --steps 5000 --every 1250 --n 26000                  # modes counted on 26000 samples, as PacGAN
     python benchmarks/mnist_quality.py --folder --steps 500 --every 100    # the image-folder preset on PNGs
+    python benchmarks/mnist_quality.py --models dcgan-example --losses ns-gan wgan-gp \
+        --contenders "fastwgan fast, eager" --steps 2000 --every 250  # a user's PyTorch-example DCGAN-32
     python benchmarks/mnist_quality.py --plot                # the figures from the results file only
     FASTWGAN_BENCH_SMOKE=1 python benchmarks/mnist_quality.py --steps 4 --every 2   # checks it runs
     python benchmarks/report.py                              # the tables in benchmarks/RESULTS.md
@@ -32,6 +34,16 @@ width, ``fastwgan.presets.MNIST_CPU_DIM``):
   behind compile="auto"'s choice. A compiling run uses fastwgan's compile cache in the user's
   folder (``fastwgan.cache``): the first run on a machine compiles cold, later ones find it warm (each run records its
   compile seconds);
+* ``--models dcgan-example``: instead of the preset's models, the models a user brings from the
+  PyTorch examples' DCGAN (dcgan/main.py, written from its architecture in tests/_user_models.py),
+  at 32x32 (one upsampling stage fewer than its 64x64) and width ``--width``, passed unchanged to
+  ``fastwgan.train`` with the training digits normalised to [-1, 1] as that example normalises its
+  data (its generator ends in Tanh). ns-gan trains its sigmoid BatchNorm discriminator as it is
+  (fastwgan recovers the logits); wgan-gp uses the critic of the same shape with LayerNorm
+  (GroupNorm(1, C)) for BatchNorm and without the sigmoid. The recipe is the "mnist" preset's, as
+  for the built-in rows (``mnist_recipe``: batch 50; wgan-gp: Adam betas (0.5, 0.9), lambda 10, and
+  in the fast recipe one critic update at twice the generator's rate; ns-gan: DCGAN's Adam 2e-4,
+  betas (0.5, 0.999)); noise (B, 100, 1, 1), inferred from the generator's first layer.
 * "real data": no training; training digits (stacked: freshly stacked ones) measured as if generated,
   the reference every row is read against (its FD is the floor; its classes, modes and KL are what
   the classifier's own errors allow).
@@ -82,9 +94,10 @@ class Curve:
 
     Keeps the clock: ``seconds`` = wall time since ``start()`` minus the time spent evaluating."""
 
-    def __init__(self, data: str, n: int, z_dim: int = MNIST_Z_DIM,
+    def __init__(self, data: str, n: int, z_dim: int | tuple[int, ...] = MNIST_Z_DIM,
                  value_range: tuple[float, float] = (0.0, 1.0)) -> None:
-        self.data, self.n, self.z_dim, self.value_range = data, n, z_dim, value_range
+        self.data, self.n, self.value_range = data, n, value_range
+        self.z_shape = (z_dim,) if isinstance(z_dim, int) else tuple(z_dim)  # the noise's per-sample shape
         self.points: list[dict] = []
         self.start()
 
@@ -97,7 +110,7 @@ class Curve:
         generator.eval()
         try:
             with torch.no_grad(), torch.autocast("cpu", enabled=False):
-                return generator(torch.randn(self.n, self.z_dim, generator=g)).float()
+                return generator(torch.randn(self.n, *self.z_shape, generator=g)).float()
         finally:
             generator.train(was)
 
@@ -139,8 +152,37 @@ def run_textbook(precision: str, steps: int, seed: int, every: int, curve: Curve
     return loop.G, dict(precision=precision, step_mode="textbook loop", n_critic=5)
 
 
+DCGAN_EXAMPLE_NZ = 100  # the PyTorch example's noise size
+
+
+def dcgan_example_models(loss: str, width: int, seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The PyTorch example's DCGAN at 32x32 (see the module docstring): its sigmoid BatchNorm
+    discriminator for the GAN losses, the same shape with LayerNorm and no sigmoid for WGAN-GP."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _user_models import ExampleDiscriminator, ExampleGenerator, dcgan_init
+
+    torch.manual_seed(seed)
+    G = ExampleGenerator(nz=DCGAN_EXAMPLE_NZ, ngf=width, nc=1, img_size=32)
+    gan = loss in ("gan", "ns-gan")
+    D = ExampleDiscriminator(ndf=width, nc=1, img_size=32, norm="batch" if gan else "layer", sigmoid=gan)
+    G.apply(dcgan_init)
+    D.apply(dcgan_init)
+    return G, D
+
+
+def mnist_recipe(loss: str, fast: bool) -> dict:
+    """The "mnist" preset's settings for ``loss`` (its recipe, not its models): the built-in rows'
+    recipe, for data passed as a tensor (which has no preset of its own)."""
+    from fastwgan.presets import PRESETS
+
+    p = PRESETS["mnist"]
+    chosen = {**p.settings, **p.per_loss.get(loss, {}), **(p.fast.get(loss, {}) if fast else {})}
+    chosen.pop("optimizer", None)  # derived from the loss, not a setting
+    return chosen
+
+
 def run_fastwgan(data: str, loss: str, contender: str, steps: int, seed: int, every: int,
-                 curve: Curve) -> tuple[torch.nn.Module, dict]:
+                 curve: Curve, models: str = "preset", width: int = 64) -> tuple[torch.nn.Module, dict]:
     kw = dict(loss=loss, steps=steps, seed=seed, device="cpu", progress=False, plots=False, eval_samples=0,
               eval_every=every, log_every=every, on_eval=curve.on_eval)
     if contender == "fastwgan fp32":
@@ -149,13 +191,21 @@ def run_fastwgan(data: str, loss: str, contender: str, steps: int, seed: int, ev
         kw.update(compile=False)
     if _bench.smoke():
         kw.update(batch_size=8)
+    G = D = None
+    if models == "dcgan-example":
+        from fastwgan.data.mnist import load_mnist
+
+        G, D = dcgan_example_models(loss, width, seed)
+        data = load_mnist("train", 32)[0] * 2 - 1  # as the example's Normalize((0.5,), (0.5,)) gives
+        kw.update(mnist_recipe(loss, fast=contender != "fastwgan fp32"), **(dict(batch_size=8) if _bench.smoke() else {}))
     curve.start()
-    r = fastwgan.train(None, None, data, **kw)
+    r = fastwgan.train(G, D, data, **kw)
     c = r.config
     return r.generator, dict(precision=c["precision"], step_mode=r.step_mode,
                              compile_seconds=round(r.compile_seconds, 2),
                              n_critic=c["n_critic"], lr=c["lr"], lr_g=c["lr_g"] or c["lr"], batch_size=c["batch_size"],
-                             recipe=c["recipe"])
+                             recipe=c["recipe"], models=models, z_shape=list(r.z_shape),
+                             **(dict(width=width) if models != "preset" else {}))
 
 
 def write_folder(path: Path) -> Path:
@@ -212,11 +262,12 @@ def run_real(data: str, curve: Curve) -> tuple[torch.nn.Module, dict]:
     return G, dict(precision="-", step_mode="no training")
 
 
-def grid_name(data: str, loss: str, contender: str, steps: int = MNIST_STEPS) -> str:
+def grid_name(data: str, loss: str, contender: str, steps: int = MNIST_STEPS, models: str = "preset") -> str:
     """The sample grid's file name (seed 0): textbook fp32 -> textbook_fp32, fast, eager -> fast_eager;
-    a budget other than the preset's is in the name."""
+    a budget other than the preset's and models other than the preset's are in the name."""
     budget = "" if steps == MNIST_STEPS else f"_{steps}steps"
-    return f"{data}_{loss}{budget}_{re.sub(r'[^a-z0-9]+', '_', contender)}_seed0"
+    own = "" if models == "preset" else f"_{models.replace('-', '_')}"
+    return f"{data}_{loss}{own}{budget}_{re.sub(r'[^a-z0-9]+', '_', contender)}_seed0"
 
 
 def save_grid(generator: torch.nn.Module, curve: Curve, name: str) -> str:
@@ -230,10 +281,15 @@ def save_grid(generator: torch.nn.Module, curve: Curve, name: str) -> str:
     return str(path.relative_to(_bench.results_dir()))  # where it lies beside the results file
 
 
-def one_run(data: str, loss: str, contender: str, seed: int, steps: int, every: int, n: int) -> dict:
+def one_run(data: str, loss: str, contender: str, seed: int, steps: int, every: int, n: int,
+            models: str = "preset", width: int = 64) -> dict:
     # the image-folder preset's noise size; a folder of images loads in [-1, 1]
-    curve = (Curve(data, n, z_dim=image_folder_preset(32, 1).z_dim, value_range=(-1.0, 1.0)) if data == "folder"
-             else Curve(data, n))
+    if data == "folder":
+        curve = Curve(data, n, z_dim=image_folder_preset(32, 1).z_dim, value_range=(-1.0, 1.0))
+    elif models == "dcgan-example":  # the example's (B, 100, 1, 1) noise, data in [-1, 1]
+        curve = Curve(data, n, z_dim=(DCGAN_EXAMPLE_NZ, 1, 1), value_range=(-1.0, 1.0))
+    else:
+        curve = Curve(data, n)
     if data == "folder":
         G, info = run_folder(steps, seed, every, curve)
     elif contender == "real data":
@@ -241,8 +297,8 @@ def one_run(data: str, loss: str, contender: str, seed: int, steps: int, every: 
     elif contender.startswith("textbook"):
         G, info = run_textbook(contender.split()[1], steps, seed, every, curve)
     else:
-        G, info = run_fastwgan(data, loss, contender, steps, seed, every, curve)
-    grid = save_grid(G, curve, grid_name(data, loss, contender, steps)) if seed == 0 else None
+        G, info = run_fastwgan(data, loss, contender, steps, seed, every, curve, models, width)
+    grid = save_grid(G, curve, grid_name(data, loss, contender, steps, models)) if seed == 0 else None
     reached = {}
     for k in FD_FACTORS:
         p = first_reaching(curve.points, k, data)
@@ -314,19 +370,22 @@ def _has_taskset() -> bool:
     return which("taskset") is not None
 
 
-def group_name(data: str, loss: str, contender: str, steps: int) -> str:
+def group_name(data: str, loss: str, contender: str, steps: int, models: str = "preset", width: int = 64) -> str:
     """The table group: data and loss, with the budget when it is not the preset's (a run to a
-    longer budget is its own group, never mixed into the equal-steps comparison)."""
+    longer budget is its own group, never mixed into the equal-steps comparison), and the models
+    when they are not the preset's."""
     if contender == "real data":
         return f"{data}, real data"
-    return f"{data} {loss}" + ("" if steps == MNIST_STEPS else f", {steps} steps")
+    own = "" if models == "preset" else f", {models} models (width {width}, 32x32)"
+    return f"{data} {loss}{own}" + ("" if steps == MNIST_STEPS else f", {steps} steps")
 
 
 def plan(a: argparse.Namespace) -> list[tuple[str, str, str, int]]:
     if a.folder:
         return [("folder", "wgan-gp", "fastwgan fastest", s) for s in a.seeds]
     runs = [(a.data, loss, c, s) for loss in a.losses for c in a.contenders for s in a.seeds
-            if c != "real data" and (not c.startswith("textbook") or (loss in TEXTBOOK_LOSSES and a.data == "mnist"))]
+            if c != "real data" and (not c.startswith("textbook") or (loss in TEXTBOOK_LOSSES and a.data == "mnist"
+                                                                      and a.models == "preset"))]
     return runs + ([(a.data, "-", "real data", 0)] if "real data" in a.contenders else [])
 
 
@@ -344,6 +403,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--folder", action="store_true", help="the image-folder preset on PNGs of the digits")
     ap.add_argument("--cold-cache", action="store_true",
                     help="every run compiles on an empty inductor cache of its own (rows labelled so)")
+    ap.add_argument("--models", choices=("preset", "dcgan-example"), default="preset",
+                    help="the preset's models, or a user's PyTorch-example DCGAN at 32x32 (module docstring)")
+    ap.add_argument("--width", type=int, default=64, help="ngf = ndf of --models dcgan-example (the example: 64)")
     ap.add_argument("--plot", action="store_true", help="only draw the figures from the results file")
     ap.add_argument("--one", nargs=4, metavar=("DATA", "LOSS", "CONTENDER", "SEED"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -353,11 +415,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return []
     if a.one:  # child process: one run, one JSON line
         data, loss, contender, seed = a.one
-        print(json.dumps(one_run(data, loss, contender, int(seed), a.steps, a.every, a.n)), flush=True)
+        print(json.dumps(one_run(data, loss, contender, int(seed), a.steps, a.every, a.n, a.models, a.width)),
+              flush=True)
         return []
     print(_bench.machine(), flush=True)
     runs = plan(a)
-    common = ["--steps", str(a.steps), "--every", str(a.every), "--n", str(a.n), "--threads", str(a.threads)]
+    common = ["--steps", str(a.steps), "--every", str(a.every), "--n", str(a.n), "--threads", str(a.threads),
+              "--models", a.models, "--width", str(a.width)]
 
     append_lock = threading.Lock()  # one results line at a time (the first also writes the run line)
     free_cores: queue.Queue[int] = queue.Queue()
@@ -373,7 +437,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         finally:
             free_cores.put(core)
         label = f"{contender}, cold compile cache" if a.cold_cache and res["step_mode"] == "compiled" else contender
-        m = dict(group=group_name(data, loss, contender, a.steps), data=data, loss=loss, contender=label, seed=seed,
+        m = dict(group=group_name(data, loss, contender, a.steps, a.models, a.width), data=data, loss=loss, contender=label, seed=seed,
                  steps=a.steps,
                  every=a.every, n=a.n, threads=a.threads, jobs=a.jobs, baseline=contender.startswith("textbook"), **res)
         with append_lock:

@@ -38,3 +38,18 @@ def test_smoke_run_reaches_the_results_and_the_report(tmp_path, monkeypatch):
     assert [x["kind"] for x in lines] == ["run", "measurement", "measurement"]
     md = report.render(tmp_path, include_smoke=True)
     assert "| mnist wgan-gp, 2 steps | fastwgan fastest |" in md and "not reached (0/1)" in md  # budget in the group
+
+
+def test_smoke_run_of_the_users_dcgan_example_models(tmp_path, monkeypatch):
+    """--models dcgan-example: the PyTorch-example DCGAN-32 passed unchanged, noise (B, 100, 1, 1),
+    its own group (never mixed with the preset's models), the mnist preset's recipe."""
+    monkeypatch.setenv("FASTWGAN_BENCH_SMOKE", "1")
+    monkeypatch.setenv("FASTWGAN_BENCH_RESULTS", str(tmp_path))
+    rows = mq.main(["--models", "dcgan-example", "--width", "4", "--losses", "ns-gan", "--contenders",
+                    "textbook fp32", "fastwgan fast, eager", "--steps", "2", "--every", "1", "--n", "20", "--jobs", "1"])
+    assert [r["contender"] for r in rows] == ["fastwgan fast, eager"]  # the authors' loop has other models
+    (r,) = rows
+    assert r["group"] == "mnist ns-gan, dcgan-example models (width 4, 32x32), 2 steps"
+    assert r["z_shape"] == [100, 1, 1] and r["models"] == "dcgan-example" and r["batch_size"] == 8  # smoke batch
+    assert [p["step"] for p in r["points"]] == [1, 2] and r["final"]["fd"] > r["final"]["fd_floor"] > 0
+    assert mq.mnist_recipe("wgan-gp", fast=True)["n_critic"] == 1 and "optimizer" not in mq.mnist_recipe("wgan-gp", True)

@@ -15,6 +15,7 @@ state why (a single scalar, a sum of several rounded terms); never a tuned one.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -23,7 +24,7 @@ from torch import Tensor
 EPS32 = torch.finfo(torch.float32).eps  # 2^-23
 U32 = EPS32 / 2  # unit roundoff of float32
 
-__all__ = ["EPS32", "U32", "as_flat64", "assert_fp64_rule"]
+__all__ = ["EPS32", "U32", "METRICS", "as_flat64", "assert_fp64_rule", "assert_same_trajectory", "run_tensors", "ulps_atol"]
 
 
 def as_flat64(x: Tensor | Sequence[Tensor]) -> Tensor:
@@ -62,3 +63,40 @@ def assert_fp64_rule(
         f"{what}: err {err_got:.3e} from the fp64 truth > allowed 2*{err_ref:.3e} + {atol:.3e}"
         f" = {2 * err_ref + atol:.3e} (plain fp32's own err {err_ref:.3e})"
     )
+
+
+# -- two runs of the same iterations ------------------------------------------------------------
+METRICS = ("w_estimate", "loss_d", "penalty", "loss_g", "param_norm")  # the per-step history's numbers
+
+
+def ulps_atol(truth: Tensor, n: int = 8, dtype: torch.dtype = torch.float32) -> float:
+    """``n`` units in the last place of ``dtype`` at the scale of ``truth``'s largest element
+    (|x| <= 2^k: ulp = 2^(k - mantissa bits)). Over several iterations a run in ``dtype`` that
+    happens to land on the fp64 values leaves err(ref32) = 0; a few ulps keep the rule from asking
+    the other run for exact equality there (8: the steps' rounding accumulated, stated once here)."""
+    top = float(truth.detach().double().abs().max())
+    return n * torch.finfo(dtype).eps * 2.0 ** math.ceil(math.log2(max(top, 1e-30)))
+
+
+def run_tensors(result) -> list[Tensor]:
+    """A finished run's generator and critic state (parameters and buffers), in order."""
+    return [*result.generator.state_dict().values(), *result.critic.state_dict().values()]
+
+
+def assert_same_trajectory(got, ref32, truth64, *, what: str = "", metrics: Sequence[str] = METRICS) -> None:
+    """Two runs of the same iterations on the same draws (``got``: the runner under test, ``ref32``:
+    the eager fp32 trainer), each a :class:`fastwgan.TrainResult`, against the same iterations in
+    float64 (``truth64``): every logged metric (per metric, over the steps) and every tensor of the
+    final models (per tensor) obey the rule, with ``ulps_atol``. A wiring error (another batch,
+    another noise draw, a penalty on the wrong update, a stale lr) moves them by O(1) relative
+    amounts, far outside it."""
+    steps = [len(r.history) for r in (got, ref32, truth64)]
+    assert steps[0] == steps[1] == steps[2] > 0, f"{what}: histories of {steps} steps"
+    for k in metrics:
+        g, r, t = (torch.tensor([h[k] for h in run.history], dtype=torch.float64) for run in (got, ref32, truth64))
+        assert_fp64_rule(g, r, t, atol=ulps_atol(t), what=f"{what} {k}")
+    for i, (g, r, t) in enumerate(zip(*(run_tensors(run) for run in (got, ref32, truth64)), strict=True)):
+        if not t.is_floating_point():  # BatchNorm's batch counter
+            assert torch.equal(g, t) and torch.equal(r, t), f"{what}: tensor {i}"
+        else:
+            assert_fp64_rule(g, r, t, atol=ulps_atol(t), what=f"{what} tensor {i} {tuple(t.shape)}")

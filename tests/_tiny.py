@@ -1,8 +1,13 @@
-"""The tiny models the tests share: seeded, so two calls build the same weights."""
+"""The tiny models the tests share (seeded, so two calls build the same weights), and
+``quick_train``: the trainer with a test's quiet defaults."""
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
+
+import fastwgan
 
 from fastwgan.models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator
 
@@ -19,3 +24,14 @@ def tiny_models(kind: str = "mlp", *, n_classes: int = 0, width: int = 24, z_dim
         return (DCGANGenerator(z_dim=z_dim, img_size=16, channels=1, ngf=8, n_classes=n_classes),
                 DCGANCritic(img_size=16, channels=1, ndf=8, norm="layer", n_classes=n_classes))
     raise ValueError(f"unknown tiny model kind {kind!r}: 'mlp' or 'dcgan'")
+
+
+# what a test of the trainer's logic leaves out: the progress bar, the pictures, the evaluation
+QUIET = dict(progress=False, plots=False, eval_samples=0)
+
+
+def quick_train(generator: nn.Module | None, critic: nn.Module | None, data: Any = "8gaussians",
+                **settings: Any) -> fastwgan.TrainResult:
+    """``fastwgan.train`` as a test of the trainer's logic runs it: no progress bar, no pictures,
+    no evaluation (``eval_samples=0``) unless the test asks; every setting given wins."""
+    return fastwgan.train(generator, critic, data, **{**QUIET, **settings})

@@ -7,12 +7,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-import fastwgan
 from fastwgan import checkpoint as ckpt
 from fastwgan.models import MLPCritic, MLPGenerator
 from fastwgan.penalty import gradient_penalty
 from fastwgan.reference import gradient_penalty as ref
 from fastwgan.training.precision import Amp, ScaledCritic
+
+from _tiny import quick_train
 
 U_BF16 = 2.0**-8  # unit roundoff of bfloat16 (8 significand bits)
 U_FP16 = 2.0**-11
@@ -29,8 +30,8 @@ def test_bf16_training_runs_under_autocast_with_fp32_weights(loss):
     seen = []
     D.body[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     before = [p.detach().clone() for p in D.parameters()]
-    r = fastwgan.train(G, D, "8gaussians", loss=loss, steps=3, batch_size=16, n_critic=2, device="cpu",
-                       precision="bf16", progress=False, eval_samples=0)
+    r = quick_train(G, D, "8gaussians", loss=loss, steps=3, batch_size=16, n_critic=2, device="cpu",
+                    precision="bf16")
     assert torch.bfloat16 in seen  # the critic really ran in bf16
     assert all(p.dtype == torch.float32 for p in list(G.parameters()) + list(D.parameters()))  # fp32 masters
     assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters(), strict=True))
@@ -124,8 +125,8 @@ def test_fp16_training_with_grad_scaler_backs_off_and_checkpoints_the_scaler(tmp
     finite parameters; an inf loss on a skipped step is not reported as a failure."""
     G, D = _tiny()
     d0 = [p.detach().clone() for p in D.parameters()]
-    r = fastwgan.train(G, D, "8gaussians", steps=3, batch_size=16, n_critic=2, device="cpu", precision="fp16",
-                       progress=False, eval_samples=0, out=tmp_path, plots=False)
+    r = quick_train(G, D, "8gaussians", steps=3, batch_size=16, n_critic=2, device="cpu", precision="fp16",
+                    out=tmp_path)
     assert all(torch.isfinite(p).all() for p in list(G.parameters()) + list(D.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(d0, D.parameters(), strict=True))
     s = ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path / "checkpoints", 3))
@@ -138,7 +139,6 @@ def test_fp16_training_with_grad_scaler_backs_off_and_checkpoints_the_scaler(tmp
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cuda_mixed_precision_training(precision):
     G, D = _tiny()
-    r = fastwgan.train(G, D, "8gaussians", steps=3, batch_size=16, n_critic=2, device="cuda", precision=precision,
-                       progress=False, eval_samples=0)
+    r = quick_train(G, D, "8gaussians", steps=3, batch_size=16, n_critic=2, device="cuda", precision=precision)
     assert all(torch.isfinite(p).all() for p in list(G.parameters()) + list(D.parameters()))
     assert len(r.history) == 3

@@ -44,13 +44,13 @@ def test_compile_cache_replaces_pytorchs_default_but_not_a_chosen_folder(monkeyp
 
 
 _COMPILED_RUN = """
-import json, sys, torch, fastwgan
+import json, sys, torch
 from torch._dynamo.utils import counters
 sys.path.insert(0, sys.argv[1])
-from _tiny import tiny_models
+from _tiny import quick_train, tiny_models
 G, D = tiny_models("mlp")
-r = fastwgan.train(G, D, torch.randn(64, 2), loss="wgan-gp", steps=2, batch_size=16, n_critic=2, compile=True,
-                   precision="fp32", progress=False, plots=False, eval_samples=0, seed=0)
+r = quick_train(G, D, torch.randn(64, 2), loss="wgan-gp", steps=2, batch_size=16, n_critic=2, compile=True,
+                precision="fp32", seed=0)
 print(json.dumps(dict(mode=r.step_mode, inductor=dict(counters["inductor"]), aot=dict(counters["aot_autograd"]))))
 """
 

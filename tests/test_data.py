@@ -23,6 +23,8 @@ from fastwgan.data import (
     toy_std,
 )
 
+from _tiny import quick_train
+
 
 def test_names():
     assert TOY_DATASETS == ("8gaussians", "25gaussians", "swissroll")
@@ -229,8 +231,8 @@ def test_folder_preset_models_match_the_loaded_channels(tmp_path, grey):
     src = as_data_source(str(tmp_path), batch_size=2, seed=0, image_size=8)
     want = 1 if grey else 3
     assert src.sample_shape == (want, 8, 8)
-    res = fastwgan.train(None, None, str(tmp_path), steps=2, image_size=8, batch_size=4, progress=False,
-                         plots=False, precision="fp32", compile=False, out=None, eval_samples=0)
+    res = quick_train(None, None, str(tmp_path), steps=2, image_size=8, batch_size=4, precision="fp32", compile=False,
+                      out=None)
     assert res.steps_done == 2
     assert res.generator.channels == want and res.critic.channels == want
     assert res.sample(3).shape == (3, want, 8, 8)
@@ -472,10 +474,12 @@ def test_validation_errors_name_problem_and_fix():
         as_data_source("cifar10", **kw)
     with pytest.raises(TypeError, match="unsupported data type int.*DataLoader.*callable"):
         as_data_source(42, **kw)
-    with pytest.raises(TypeError, match="torch.from_numpy"):
-        import numpy as np
+    import numpy as np  # numpy arrays are accepted (tests/test_dropin.py); the ambiguous layout is refused
 
-        as_data_source(np.zeros((4, 2)), **kw)
+    with pytest.raises(ValueError, match=r"could both be the channels.*torch\.from_numpy\(x\)\.permute\(0, 3, 1, 2\)"):
+        as_data_source(np.zeros((4, 3, 5, 3), dtype=np.float32), **kw)
+    with pytest.raises(TypeError, match="not numeric data"):
+        as_data_source(np.array([["a", "b"]] * 4, dtype=object), **kw)
     with pytest.raises(ValueError, match="3 labels for 5 samples"):
         as_data_source((torch.randn(5, 2), torch.zeros(3, dtype=torch.long)), **kw)
     with pytest.raises(TypeError, match="integer class ids"):

@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import fastwgan
 from fastwgan import checkpoint as ckpt
 from fastwgan import distributed as fd
 from fastwgan.data import as_data_source
 from fastwgan.models import MLPCritic, MLPGenerator
+
+from _tiny import quick_train
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 STEPS, N_CRITIC, B = 3, 2, 8  # per-rank batch 8, global batch 16
@@ -109,8 +110,8 @@ def _single(loss: str, batch: int):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # like the torchrun workers (OMP_NUM_THREADS=1)
     try:
-        r = fastwgan.train(G, D, "8gaussians", loss=loss, steps=STEPS, batch_size=batch, n_critic=N_CRITIC, seed=5,
-                           device="cpu", progress=False, eval_samples=0, log_every=1, precision="fp32")
+        r = quick_train(G, D, "8gaussians", loss=loss, steps=STEPS, batch_size=batch, n_critic=N_CRITIC, seed=5,
+                        device="cpu", log_every=1, precision="fp32")
     finally:
         torch.set_num_threads(threads)
     return {"G": G.state_dict(), "D": D.state_dict()}, init, r.history

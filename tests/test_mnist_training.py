@@ -12,9 +12,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import fastwgan
 from fastwgan.imagemetrics import image_metrics
 from fastwgan.presets import mnist_preset
+
+from _tiny import quick_train
 
 Z_DIM = 128  # the MNIST preset's noise size
 N_EVAL = 1000  # samples per measurement (the metric's floor at this size is about 6)
@@ -52,8 +53,8 @@ def _metrics(generator: torch.nn.Module) -> dict[str, float]:
 
 def _train(generator, critic, steps: int, seed: int):
     """The preset's default (fast) recipe, in fp32 and eager so that every machine runs the same numbers."""
-    return fastwgan.train(generator, critic, "mnist", steps=steps, precision="fp32", compile=False, seed=seed,
-                          progress=False, plots=False, eval_samples=0, z_dim=Z_DIM)
+    return quick_train(generator, critic, "mnist", steps=steps, precision="fp32", compile=False, seed=seed,
+                       z_dim=Z_DIM)
 
 
 def assert_untrained_is_far(before: dict[str, float]) -> None:

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 import fastwgan
-from fastwgan import info
+from fastwgan import hardware
 from fastwgan.presets import PRESETS
 from fastwgan.training.config import resolve
 from fastwgan.training.precision import resolve_precision
 
-from _tiny import tiny_models
+from _tiny import quick_train, tiny_models
 
 
 def test_the_fast_recipe_is_the_default_and_textbook_is_the_presets_paper_recipe():
@@ -49,22 +49,20 @@ def test_an_unknown_recipe_names_the_choices():
     (dict(avx512_bf16=False, amx_bf16=False), "fp32"),
 ])
 def test_auto_precision_follows_the_cpus_bf16_instructions(monkeypatch, flags, want):
-    monkeypatch.setattr(info, "cpu_bf16", lambda: dict(flags, capability="AVX2", flags_read=True))
+    monkeypatch.setattr(hardware, "cpu_bf16", lambda: dict(flags, capability="AVX2", flags_read=True))
     assert resolve_precision("auto", torch.device("cpu")) == want
     for explicit in ("fp32", "bf16", "fp16"):  # never overridden
         assert resolve_precision(explicit, torch.device("cpu")) == explicit
 
 
 def test_a_run_records_the_precision_auto_resolved_to(monkeypatch):
-    monkeypatch.setattr(info, "cpu_bf16", lambda: dict(avx512_bf16=False, amx_bf16=False, capability="AVX2",
-                                                        flags_read=True))
-    r = fastwgan.train(*tiny_models(), torch.randn(16, 2), steps=1, batch_size=8, progress=False, plots=False,
-                       eval_samples=0)
+    monkeypatch.setattr(hardware, "cpu_bf16", lambda: dict(avx512_bf16=False, amx_bf16=False, capability="AVX2",
+                                                            flags_read=True))
+    r = quick_train(*tiny_models(), torch.randn(16, 2), steps=1, batch_size=8)
     assert r.config["precision"] == "fp32" and r.config["recipe"] == "fast"
-    monkeypatch.setattr(info, "cpu_bf16", lambda: dict(avx512_bf16=True, amx_bf16=False, capability="AVX512",
-                                                        flags_read=True))
-    r = fastwgan.train(*tiny_models(), torch.randn(16, 2), steps=1, batch_size=8, progress=False, plots=False,
-                       eval_samples=0)
+    monkeypatch.setattr(hardware, "cpu_bf16", lambda: dict(avx512_bf16=True, amx_bf16=False, capability="AVX512",
+                                                            flags_read=True))
+    r = quick_train(*tiny_models(), torch.randn(16, 2), steps=1, batch_size=8)
     assert r.config["precision"] == "bf16"
 
 

@@ -29,6 +29,8 @@ from fastwgan import checkpoint as ckpt
 from fastwgan.cli import main as cli_main
 from fastwgan.models import MLPCritic, MLPGenerator
 
+from _tiny import quick_train
+
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 # A tiny run in its own process. STEP_DELAY slows each generator step (inside the n_critic
@@ -150,8 +152,7 @@ def test_signal_in_process_raises_training_interrupted(tmp_path, sig):
 
     G, D = _tiny()
     with pytest.raises(fastwgan.TrainingInterrupted) as e:
-        fastwgan.train(G, D, "8gaussians", steps=10, batch_size=8, n_critic=sched, device="cpu", out=tmp_path,
-                       progress=False, eval_samples=0, plots=False)
+        quick_train(G, D, "8gaussians", steps=10, batch_size=8, n_critic=sched, device="cpu", out=tmp_path)
     assert e.value.code == 128 + sig and e.value.step == 3
     assert e.value.checkpoint == ckpt.checkpoint_path(tmp_path / "checkpoints", 3) and e.value.checkpoint.exists()
     assert f"stopped by {signal.Signals(sig).name} after step 3 of 10" in str(e.value)
@@ -193,8 +194,8 @@ def test_non_finite_loss_names_the_step_and_the_last_good_checkpoint(tmp_path):
 
     G, D = _tiny()
     with pytest.raises(FloatingPointError) as e:
-        fastwgan.train(G, D, sampler, steps=10, batch_size=8, n_critic=2, device="cpu", out=tmp_path,
-                       checkpoint_every=2, log_every=100, progress=False, eval_samples=0, plots=False)
+        quick_train(G, D, sampler, steps=10, batch_size=8, n_critic=2, device="cpu", out=tmp_path,
+                    checkpoint_every=2, log_every=100)
     msg = str(e.value)
     assert "non-finite loss" in msg and "at step 5" in msg
     good = ckpt.checkpoint_path(tmp_path / "checkpoints", 4)
@@ -215,8 +216,7 @@ def test_non_finite_parameter_is_caught_even_with_finite_losses():
         return 1
 
     with pytest.raises(FloatingPointError, match=r"non-finite parameters \(param_norm\) at step 7; no checkpoint"):
-        fastwgan.train(G, D, "8gaussians", steps=12, batch_size=8, n_critic=sched, device="cpu", log_every=5,
-                       progress=False, eval_samples=0)
+        quick_train(G, D, "8gaussians", steps=12, batch_size=8, n_critic=sched, device="cpu", log_every=5)
 
 
 def test_non_finite_check_syncs_only_at_log_points(monkeypatch):
@@ -233,8 +233,7 @@ def test_non_finite_check_syncs_only_at_log_points(monkeypatch):
 
     monkeypatch.setattr(torch, "stack", counting_stack)
     G, D = _tiny()
-    fastwgan.train(G, D, "8gaussians", steps=12, batch_size=8, n_critic=1, device="cpu", log_every=4,
-                   progress=False, eval_samples=0)
+    quick_train(G, D, "8gaussians", steps=12, batch_size=8, n_critic=1, device="cpu", log_every=4)
     assert reads == [4, 4, 4]
 
 
@@ -242,8 +241,8 @@ def test_non_finite_check_syncs_only_at_log_points(monkeypatch):
 
 def test_checkpoint_holds_every_state_and_keeps_the_last_k(tmp_path):
     G, D = _tiny()
-    fastwgan.train(G, D, "8gaussians", steps=5, batch_size=8, n_critic=1, device="cpu", out=tmp_path, precision="fp32",
-                   checkpoint_every=1, keep_checkpoints=2, progress=False, eval_samples=0, plots=False)
+    quick_train(G, D, "8gaussians", steps=5, batch_size=8, n_critic=1, device="cpu", out=tmp_path, precision="fp32",
+                checkpoint_every=1, keep_checkpoints=2)
     kept = ckpt.list_checkpoints(tmp_path / "checkpoints")
     assert [p.name for p in kept] == ["ckpt-00000004.pt", "ckpt-00000005.pt"]
     s = ckpt.load_checkpoint(kept[-1])
@@ -256,24 +255,23 @@ def test_checkpoint_holds_every_state_and_keeps_the_last_k(tmp_path):
 
 def test_every_checkpoint_corrupted_is_an_error_not_a_silent_restart(tmp_path):
     G, D = _tiny()
-    kw = dict(steps=4, batch_size=8, n_critic=1, device="cpu", out=tmp_path, checkpoint_every=2,
-              progress=False, eval_samples=0, plots=False)
-    fastwgan.train(G, D, "8gaussians", **kw)
+    kw = dict(steps=4, batch_size=8, n_critic=1, device="cpu", out=tmp_path, checkpoint_every=2)
+    quick_train(G, D, "8gaussians", **kw)
     for p in ckpt.list_checkpoints(tmp_path / "checkpoints"):
         p.write_bytes(b"garbage")
     with pytest.warns(RuntimeWarning, match="truncated or corrupted"):
         with pytest.raises(ValueError, match="every checkpoint .* is truncated or corrupted.*resume=False"):
-            fastwgan.train(*_tiny(), "8gaussians", resume=True, **kw)
+            quick_train(*_tiny(), "8gaussians", resume=True, **kw)
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
     kw = dict(steps=4, batch_size=8, n_critic=1, device="cpu", out=tmp_path, checkpoint_every=2,
-              progress=False, eval_samples=0, plots=False, lr=1e-4)
-    fastwgan.train(*_tiny(), "8gaussians", **kw)
+              lr=1e-4)
+    quick_train(*_tiny(), "8gaussians", **kw)
     with pytest.raises(ValueError, match=r"other settings: lr=0\.001 \(checkpoint: 0\.0001\)"):
-        fastwgan.train(*_tiny(), "8gaussians", resume=True, **dict(kw, lr=1e-3))
+        quick_train(*_tiny(), "8gaussians", resume=True, **dict(kw, lr=1e-3))
     kw["steps"] = 6  # training longer is allowed
-    r = fastwgan.train(*_tiny(), "8gaussians", resume=True, **kw)
+    r = quick_train(*_tiny(), "8gaussians", resume=True, **kw)
     assert r.history[-1]["step"] == 6
 
 
@@ -292,7 +290,7 @@ BAD_RUN = [
 def test_bad_run_settings_fail_before_training(tmp_path, change, msg):
     G, D = _tiny()
     before = [p.detach().clone() for p in list(G.parameters()) + list(D.parameters())]
-    kw = dict(data="8gaussians", steps=3, batch_size=8, device="cpu", progress=False, eval_samples=0)
+    kw = dict(data="8gaussians", steps=3, batch_size=8, device="cpu")
     kw.update(change)
     if kw.get("out") == "FILE":
         (tmp_path / "f").write_text("x")
@@ -300,7 +298,7 @@ def test_bad_run_settings_fail_before_training(tmp_path, change, msg):
     elif kw.get("out") == "DIR":
         kw["out"] = tmp_path / "run"
     with pytest.raises(ValueError, match=msg):
-        fastwgan.train(G, D, kw.pop("data"), **kw)
+        quick_train(G, D, kw.pop("data"), **kw)
     assert all(torch.equal(a, b) for a, b in zip(before, list(G.parameters()) + list(D.parameters()), strict=True))
 
 

@@ -12,20 +12,18 @@ from pathlib import Path
 import pytest
 import torch
 
-import fastwgan
 from fastwgan.cli import main as cli_main
 from fastwgan.run_folder import RunFolderBusyError, RunFolderInUseError, RunFolderNotWritableError
 
 from _malicious import plant_malicious_checkpoint
-from _tiny import tiny_models
+from _tiny import quick_train, tiny_models
 
-ARGS = dict(steps=4, batch_size=16, n_critic=1, progress=False, eval_samples=0, plots=False, checkpoint_every=2, log_every=1,
-            keep_checkpoints=5)
+ARGS = dict(steps=4, batch_size=16, n_critic=1, checkpoint_every=2, log_every=1, keep_checkpoints=5)
 
 
 def _train(out, **kw):
     G, D = tiny_models("mlp", width=8, z_dim=2)
-    return fastwgan.train(G, D, "8gaussians", out=out, **{**ARGS, **kw})
+    return quick_train(G, D, "8gaussians", out=out, **{**ARGS, **kw})
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -77,12 +75,12 @@ def test_a_new_run_into_a_folder_holding_a_run_is_refused_or_moves_it_aside(tmp_
 
 
 _WRITER = """
-import sys, fastwgan
+import sys
 sys.path.insert(0, {tests!r})
-from _tiny import tiny_models
+from _tiny import quick_train, tiny_models
 G, D = tiny_models("mlp", width=8, z_dim=2)
-fastwgan.train(G, D, "8gaussians", out={out!r}, steps=100000, batch_size=16, n_critic=1, progress=False,
-               eval_samples=0, plots=False, checkpoint_every=2, handle_signals=False)
+quick_train(G, D, "8gaussians", out={out!r}, steps=100000, batch_size=16, n_critic=1, checkpoint_every=2,
+            handle_signals=False)
 """
 
 
@@ -111,7 +109,7 @@ def test_an_unwritable_folder_fails_before_the_first_step(tmp_path):
     G, D = tiny_models("mlp", width=8, z_dim=2)
     before = [p.detach().clone() for p in [*G.parameters(), *D.parameters()]]
     with pytest.raises(RunFolderNotWritableError, match="a-file"):
-        fastwgan.train(G, D, "8gaussians", out=blocker / "run", **ARGS)
+        quick_train(G, D, "8gaussians", out=blocker / "run", **ARGS)
     assert all(torch.equal(a, b) for a, b in zip(before, [*G.parameters(), *D.parameters()], strict=True))
 
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-import fastwgan
 from fastwgan.models import DCGANCritic, MLPCritic, MLPGenerator
 from fastwgan.training.config import wgan_original_schedule
+
+from _tiny import quick_train
 
 W = 32  # small models: these tests check behaviour, not quality
 
@@ -28,13 +29,9 @@ def params(m: nn.Module) -> list[torch.Tensor]:
 
 
 def quick(G, D, data="8gaussians", **kw):
-    kw.setdefault("steps", 3)
-    kw.setdefault("batch_size", 16)
-    kw.setdefault("progress", False)
-    kw.setdefault("eval_samples", 64)
-    kw.setdefault("device", "cpu")
-    kw.setdefault("precision", "fp32")  # the trainer's logic, checked in fp32 (bf16: test_amp.py, test_recipes.py)
-    return fastwgan.train(G, D, data, **kw)
+    # the trainer's logic, checked in fp32 (bf16: test_amp.py, test_recipes.py); with out=, the pictures too
+    return quick_train(G, D, data, **{"steps": 3, "batch_size": 16, "eval_samples": 64, "device": "cpu",
+                                      "precision": "fp32", "plots": True, **kw})
 
 
 @pytest.mark.parametrize("loss", ["wgan", "wgan-gp", "wgan-lp", "gan", "ns-gan"])
@@ -100,9 +97,10 @@ def test_same_seed_same_run_and_different_seed_differs():
 
 def test_evaluation_does_not_change_the_trajectory():
     out = []
-    for ev in (1, 1000):
+    for ev, evaluated_at in ((2, [2, 4, 6]), (1000, [6])):  # log_every=4: evaluations off the log steps too
         G, D = tiny()
-        quick(G, D, steps=4, eval_every=ev, eval_samples=64)
+        r = quick(G, D, steps=6, eval_every=ev, log_every=4, eval_samples=64)
+        assert [e["step"] for e in r.evals] == evaluated_at  # the comparison below is not vacuous
         out.append(params(G))
     assert all(torch.equal(a, b) for a, b in zip(*out, strict=True))
 
@@ -188,6 +186,17 @@ class TwoScores(nn.Module):
         return self.lin(x)
 
 
+class BatchMean(nn.Module):
+    """A critic averaging its scores over the batch, as the original WGAN code's critics do."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+
+    def forward(self, x):
+        return self.lin(x).mean(0).view(1)
+
+
 BAD = [
     (dict(critic=TwoScores()), ValueError, "one score per sample"),
     (dict(generator=nn.Sequential(nn.Linear(2, 3))), ValueError, "per-sample shape"),
@@ -208,7 +217,12 @@ BAD = [
     (dict(feature_matching=True, critic=nn.Sequential(nn.Linear(2, 1))), ValueError, "features"),
     (dict(tiny=dict(n_classes=3), data=(torch.randn(40, 2), torch.arange(40) % 6)), ValueError,
      "6 classes but the generator's label embedding has 3"),
-    (dict(data=(torch.randn(40, 2), torch.arange(40) % 3)), ValueError, "labels .3 classes. but the generator is unconditional"),
+    # labelled data with unconditional models trains unconditionally (tests/test_dropin.py); one model
+    # conditional and the other not is a mismatch
+    (dict(tiny=dict(n_classes=3), critic=nn.Sequential(nn.Linear(2, 1)), data=(torch.randn(40, 2), torch.arange(40) % 3)),
+     ValueError, "the generator takes them but the critic does not"),
+    (dict(critic=nn.Sequential(nn.Linear(2, 1), nn.Sigmoid())), ValueError, "critic ends in a sigmoid"),
+    (dict(critic=BatchMean()), ValueError, "looks like a batch average"),
     (dict(tiny=dict(n_classes=3), data=torch.randn(40, 2)), ValueError, "conditional .n_classes=3. but the data has no labels"),
     (dict(image_size=0), ValueError, "image_size must be a positive integer"),
     (dict(z_dim=0), ValueError, "z_dim .the noise size. must be a positive integer"),
@@ -226,7 +240,7 @@ def test_bad_input_fails_before_training(change, exc, msg):
     gen, crit = kw["generator"], kw["critic"]
     before = params(gen) + params(crit)
     with pytest.raises(exc, match=msg):
-        fastwgan.train(kw.pop("generator"), kw.pop("critic"), kw.pop("data"), progress=False, **kw)
+        quick_train(kw.pop("generator"), kw.pop("critic"), kw.pop("data"), **kw)
     assert all(torch.equal(a, b) for a, b in zip(before, params(gen) + params(crit), strict=True))
 
 
@@ -244,9 +258,9 @@ def test_dcgan_batchnorm_critic_rejected_layernorm_accepted():
     x = torch.rand(8, 3, 32, 32) * 2 - 1
     G = DCGANGenerator(z_dim=8, img_size=32, ngf=8)
     with pytest.raises(ValueError, match="LayerNorm"):
-        fastwgan.train(G, DCGANCritic(img_size=32, ndf=8, norm="batch"), x, steps=1, progress=False)
-    r = fastwgan.train(G, DCGANCritic(img_size=32, ndf=8, norm="layer"), x, steps=1, batch_size=4,
-                       progress=False, eval_samples=8)
+        quick_train(G, DCGANCritic(img_size=32, ndf=8, norm="batch"), x, steps=1)
+    r = quick_train(G, DCGANCritic(img_size=32, ndf=8, norm="layer"), x, steps=1, batch_size=4,
+                    eval_samples=8)
     assert "swd" in r.metrics
 
 
@@ -356,8 +370,8 @@ def test_new_user_mnist_models_on_flat_digits_train_and_draw(tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no picture may fail
-        r = fastwgan.train(G, D, x, steps=2, batch_size=8, n_critic=1, progress=False, eval_samples=16,
-                           out=tmp_path / "run")
+        r = quick_train(G, D, x, steps=2, batch_size=8, n_critic=1, eval_samples=16, out=tmp_path / "run",
+                        plots=True)
     assert r.z_dim == 128 and r.config["z_dim"] == 128
     assert (tmp_path / "run" / "samples.png").stat().st_size > 500
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 2

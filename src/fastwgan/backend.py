@@ -4,7 +4,7 @@ Backends:
   * ``"triton"``    -- Triton kernels; CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``
                        (how CI proves them equal to the references without a GPU).
   * ``"cpp"``       -- the C++ kernels in ``csrc/``, for CPU tensors (``fastwgan._C_<op>``).
-  * ``"reference"`` -- plain PyTorch, in ``fastwgan.reference``; always available.
+  * ``"reference"`` -- plain PyTorch (the torch paths in ``fastwgan.ops``); always available.
   * ``"auto"``      -- triton on CUDA when triton imports, cpp on the CPU when the extension
                        loads, else reference.
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import random
 import re
 import shutil
@@ -36,6 +37,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .atomic import write_bytes_atomic
 
 __all__ = [
     "FORMAT", "REQUIRED_KEYS", "CheckpointError", "UnsafeCheckpointError", "LegacyCheckpointError",
@@ -173,26 +176,12 @@ def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, step: int,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(folder, step)
-    tmp = final.with_suffix(".pt.tmp")
     buf = io.BytesIO()
     torch.save(state, buf)
-    _write_atomic(buf, tmp, final)
+    write_bytes_atomic(final, buf.getbuffer(), tmp=final.with_suffix(".pt.tmp"))
     for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return final
-
-
-def _write_atomic(buf: io.BytesIO, tmp: Path, final: Path) -> None:
-    with open(tmp, "wb") as f:
-        f.write(buf.getbuffer())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    dir_fd = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,11 +219,40 @@ def load_checkpoint(path: str | os.PathLike, *, required: Sequence[str] = ()) ->
             f"checkpoint {path} is incomplete: it has no {', '.join(map(repr, missing))} "
             "entry; move it out of the folder to resume from the previous checkpoint"
         )
+    _check_entries(state, Path(path))
     return state
+
+
+MAX_STEP = 99_999_999  # the most a checkpoint's name (ckpt-%08d.pt) holds
+
+
+def _check_entries(state: dict[str, Any], path: Path) -> None:
+    """The entries everything after a load trusts: a sane step, models as state_dicts (names to
+    tensors, or plain data for a module's extra state)."""
+    step = state["step"]
+    if type(step) is not int or not 0 <= step <= MAX_STEP:
+        raise CheckpointError(
+            f"checkpoint {path} records 'step' = {step!r}, not a step count (an int in 0..{MAX_STEP:,}): the file "
+            "is damaged or was not written by fastwgan; move it out of the folder to use the previous checkpoint"
+        )
+    for key in ("generator", "critic"):
+        if key in state and not (isinstance(state[key], dict) and all(isinstance(k, str) for k in state[key])):
+            raise CheckpointError(
+                f"checkpoint {path}: its {key!r} entry is not a state_dict (a dict of parameter names to tensors) "
+                f"but a {type(state[key]).__name__}: the file is damaged or was not written by fastwgan; move it "
+                "out of the folder to use the previous checkpoint"
+            )
 
 
 def _classify_failure(path: Path, e: Exception) -> ValueError:
     """A damaged file (skippable), a legacy one, or one holding objects that are not plain data."""
+    if _old_format_refused(path, e):
+        return UnsafeCheckpointError(
+            f"checkpoint {path} is a torch file of the old, non-zip format holding objects other than tensors "
+            "and plain data, so it was not loaded (loading it could run code stored in it). fastwgan never "
+            "writes such a file: if you did not put it there, someone else did. Move it out of the folder to "
+            "resume from the previous checkpoint"
+        )
     if not _pickle_intact(path):
         return CheckpointError(
             f"checkpoint {path} is truncated or corrupted ({type(e).__name__}: "
@@ -253,6 +271,18 @@ def _classify_failure(path: Path, e: Exception) -> ValueError:
         "if you did not put it there, someone else did, or it is damaged. Move it out of the folder "
         "to resume from the previous checkpoint"
     )
+
+
+def _old_format_refused(path: Path, e: Exception) -> bool:
+    """True for a file of torch's old serialization (a bare pickle stream, not a zip archive) that
+    the safe unpickler refused: its pickle read up to an object it does not build."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return (head[:1] == b"\x80" and not zipfile.is_zipfile(path) and isinstance(e, pickle.UnpicklingError)
+            and "weights_only" in str(e).lower().replace(" ", "_"))
 
 
 def _pickle_intact(path: Path) -> bool:
@@ -321,7 +351,7 @@ def upgrade_checkpoint(path: str | os.PathLike) -> Path:
     check_plain(state)
     buf = io.BytesIO()
     torch.save(state, buf)
-    _write_atomic(buf, path.with_name(path.name + ".tmp"), path)
+    write_bytes_atomic(path, buf.getbuffer(), tmp=path.with_name(path.name + ".tmp"))
     return path
 
 

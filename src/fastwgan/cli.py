@@ -184,11 +184,10 @@ def _check_backend(requested: str, device: str) -> None:
     """An explicit --backend that cannot run here is bad input, said before any work."""
     if requested == "auto":
         return
-    import torch
-
     from . import backend
+    from .hardware import auto_device
 
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    dev = auto_device() if device == "auto" else device
     for op in ("clipped_rmsprop", "gradient_penalty"):
         try:
             backend.resolve(op, dev, requested)
@@ -230,16 +229,13 @@ def _train(args) -> int:
 
 
 def _sample(args) -> int:
-    from .run import load
-    from .run import save_samples
+    from .run import load, sample_path, write_samples
 
-    suffix = os.path.splitext(args.out)[1].lower()
-    if suffix not in (".pt", ".npy", ".png"):
-        raise ValueError(f"--out {args.out!r}: the file must end in .pt, .npy or .png")
+    sample_path(args.out)  # a bad --out is said before the run is loaded
     run = load(args.run, checkpoint=args.checkpoint)
-    x = run.sample(args.n, labels=args.labels, seed=args.seed)
-    save_samples(x.detach().cpu(), args.out, title=f"{args.n} samples, {run.path.name} step {run.step}")
-    print(f"wrote {args.out}: {args.n} samples of shape {tuple(x.shape[1:])} from {run.checkpoint}")
+    shape = write_samples(run, args.n, args.out, labels=args.labels, seed=args.seed,
+                          title=f"{args.n} samples, {run.path.name} step {run.step}")
+    print(f"wrote {args.out}: {args.n} samples of shape {shape} from {run.checkpoint}")
     return 0
 
 
@@ -255,10 +251,13 @@ def _eval(args) -> int:
 def _export(args) -> int:
     from .export import export_generator
     from .run import load
+    from .run_folder import refuse_checkpoint_folder
 
+    refuse_checkpoint_folder(args.out)  # said before the run is loaded
     run = load(args.run, checkpoint=args.checkpoint)
-    report = export_generator(run.generator, run.z_dim, args.out, n_classes=run.n_classes, route=args.format)
-    print(json.dumps(dict(report, step=run.step, z_dim=run.z_dim, n_classes=run.n_classes), indent=2))
+    report = export_generator(run.generator, run.noise_shape, args.out, n_classes=run.n_classes, route=args.format)
+    print(json.dumps(dict(report, step=run.step, z_dim=run.z_dim, z_shape=list(run.noise_shape),
+                          n_classes=run.n_classes), indent=2))
     return 0
 
 

@@ -8,7 +8,9 @@ forward). Routes, first that works: ``torch.export`` with a dynamic batch; ``tor
 ``torch.jit.trace``. Each file is then checked in a fresh Python in which ``import fastwgan`` fails
 (tested there as a negative control), on fresh inputs of another batch size, against the project's
 tolerance rule: error against an fp64 copy of the model at most twice plain fp32 PyTorch's own
-error plus one fp32 epsilon at the output's scale. A file that fails the check is deleted.
+error plus one fp32 epsilon at the output's scale. Each route writes a temporary file beside the
+output; only one that passes the check replaces the output (a failed export keeps what was there),
+and a run's own ``checkpoints/`` is never an output.
 """
 from __future__ import annotations
 
@@ -23,7 +25,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .atomic import replaced_on_success
+from .models import noise_shape
 from .ops.activations import with_torch_activations
+from .run_folder import refuse_checkpoint_folder
 
 CHECK_BATCH = 37  # not the export's example batch: a baked-in batch size must fail the check
 
@@ -46,9 +51,9 @@ class _ConditionalSampler(_Sampler):
         return self.g(z, y)
 
 
-def _inputs(n: int, z_dim: int, n_classes: int, seed: int) -> tuple[torch.Tensor, ...]:
+def _inputs(n: int, z_shape: int | tuple[int, ...], n_classes: int, seed: int) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, z_dim, generator=g)
+    z = torch.randn(n, *noise_shape(z_shape), generator=g)
     return (z, torch.randint(0, n_classes, (n,), generator=g)) if n_classes else (z,)
 
 
@@ -78,27 +83,32 @@ ROUTES = {"export": (_try_export,), "torchscript": (_try_script, _try_trace),
           "auto": (_try_export, _try_script, _try_trace)}
 
 
-def export_generator(generator: nn.Module, z_dim: int, out: str | os.PathLike, *, n_classes: int = 0,
-                     route: str = "auto") -> dict:
+def export_generator(generator: nn.Module, z_dim: int | tuple[int, ...], out: str | os.PathLike, *,
+                     n_classes: int = 0, route: str = "auto") -> dict:
     """Write ``generator`` (eval mode, CPU, plain activations) to ``out`` and check it in a
-    subprocess without fastwgan. Returns {"path", "format", "max_abs_err", "bound", "tried"}."""
+    subprocess without fastwgan. ``z_dim``: the noise size, or its per-sample shape (e.g.
+    (100, 1, 1), a run's ``LoadedRun.noise_shape``). Returns {"path", "format", "max_abs_err",
+    "bound", "tried"}."""
+    z_dim = noise_shape(z_dim)
     if route not in ROUTES:
         raise ValueError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
-    out = Path(out)
+    out = refuse_checkpoint_folder(out)
     if out.parent and not out.parent.is_dir():
         raise FileNotFoundError(f"the folder of --out {out} does not exist: create it first")
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a folder: pass a file name, e.g. {out / 'G.pt2'}")
     plain = with_torch_activations(generator).cpu().float().eval()
     model = (_ConditionalSampler(plain) if n_classes else _Sampler(plain)).eval()
     example = _inputs(4, z_dim, n_classes, seed=0)
     failures = []
     for attempt in ROUTES[route]:
-        try:
-            with torch.no_grad():
-                fmt = attempt(model, example, out)
-            report = check_export(model, out, fmt, z_dim, n_classes)
+        try:  # written and checked beside out; out is replaced only by a file that passed
+            with replaced_on_success(out) as tmp:
+                with torch.no_grad():
+                    fmt = attempt(model, example, tmp)
+                report = check_export(model, tmp, fmt, z_dim, n_classes)
             return dict(report, path=str(out), format=fmt, tried=failures)
         except Exception as e:  # noqa: BLE001 - each route's failure is reported, the next tried
-            out.unlink(missing_ok=True)
             failures.append(f"{attempt.__name__[5:]}: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}")
     raise ValueError("could not export this generator (" + "; ".join(failures) + "). Make its forward "
                      "traceable: no data-dependent Python control flow, no NumPy or .item() on tensors")

@@ -17,26 +17,12 @@ import torch
 from . import backend
 from .cache import cache_dir, compile_cache_dir
 from .extras import EXTRAS, available, install_command
+from .hardware import auto_device, cpu_bf16
 
 OPS = ("clipped_rmsprop", "gradient_penalty")
 # module to look for -> extra that installs it
 OPTIONAL = {"tensorboard": "tensorboard", "triton": "triton", "mlxtend": "images", "torchmetrics": "images",
             "torch_fidelity": "inception"}
-
-
-def cpu_bf16() -> dict[str, Any]:
-    """The CPU's bf16 instructions (Linux /proc/cpuinfo flags) and torch's vector capability."""
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:  # not Linux: torch's capability string is all there is
-        pass
-    return {"avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
-            "capability": torch.backends.cpu.get_cpu_capability(), "flags_read": bool(flags)}
 
 
 def _version(module: str) -> str | None:
@@ -76,7 +62,7 @@ def auto_settings(precision: str = "auto", steps: int | None = None, n_critic: i
     from .training.precision import resolve_precision
     from .training.runner import AUTO_COMPILE_MIN_CRITIC_UPDATES as min_updates, auto_compiles
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = auto_device()
     precision = resolve_precision(precision, device)
     kernels = {}
     for op in OPS:

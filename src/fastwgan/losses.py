@@ -19,6 +19,13 @@
 
 softplus is used instead of log(sigmoid) because it is exact where log(sigmoid) under/overflows
 (fp32 sigmoid(-104) == 0, so log gives -inf; softplus(104) == 104).
+
+A discriminator that ends in a sigmoid gives probabilities p = sigmoid(d), not d. Its logit is
+recovered as d = log p - log(1 - p) (``probability_logit``), and then softplus(-d) = -log p and
+softplus(d) = -log(1 - p): the losses above are the probability form (binary cross-entropy on p)
+exactly. p is first clamped into [tiny, 1 - 2^-24] (tiny: fp32's smallest normal), so a saturated
+sigmoid gives a finite loss and a zero gradient, never inf or NaN (BCELoss clamps its logs at
+-100 for the same reason).
 """
 from __future__ import annotations
 
@@ -28,6 +35,17 @@ import torch.nn.functional as F
 LOSSES: tuple[str, ...] = ("wgan", "wgan-gp", "wgan-lp", "gan", "ns-gan")
 WASSERSTEIN_LOSSES: tuple[str, ...] = ("wgan", "wgan-gp", "wgan-lp")
 PENALTY_LOSSES: tuple[str, ...] = ("wgan-gp", "wgan-lp")  # the critic objective has a gradient penalty
+
+
+_P_LO = torch.finfo(torch.float32).tiny  # the smallest normal float32: log(_P_LO) ~ -87.3
+_P_HI = 1.0 - 2.0**-24  # the largest float32 below 1
+
+
+def probability_logit(p: torch.Tensor) -> torch.Tensor:
+    """d = log p - log(1 - p) in float32, p clamped into [tiny, 1 - 2^-24]: the logit whose sigmoid
+    is p, so the logit-form losses on d are the probability-form losses on p (module docstring)."""
+    p = p.float().clamp(_P_LO, _P_HI)
+    return torch.log(p) - torch.log1p(-p)
 
 
 def critic_loss(loss: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:

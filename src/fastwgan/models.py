@@ -89,6 +89,8 @@ __all__ = [
     "DCGANGenerator",
     "DCGANCritic",
     "noise_size_candidates",
+    "noise_shape",
+    "noise_shape_candidates",
     "has_batchnorm",
     "builtin_model",
     "model_spec",
@@ -338,6 +340,38 @@ def noise_size_candidates(generator: nn.Module) -> list[int]:
         elif isinstance(m, nn.ConvTranspose2d):
             found.append(m.in_channels)
     return list(dict.fromkeys(found))
+
+
+def noise_shape(z: int | tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """The per-sample noise shape: ``z_dim`` alone means flat noise (z_dim,); a shape is kept."""
+    return (int(z),) if isinstance(z, int) else tuple(int(v) for v in z)
+
+
+_NOISE_LAYERS = (nn.Linear, nn.ConvTranspose2d, nn.Conv2d)
+
+
+def _first_layer(generator: nn.Module) -> nn.Module | None:
+    return next((m for m in generator.modules() if isinstance(m, _NOISE_LAYERS)), None)
+
+
+def noise_shape_candidates(generator: nn.Module, z_dim: int | None = None) -> list[tuple[int, ...]]:
+    """Plausible per-sample noise shapes, most likely first. A built-in generator takes flat noise
+    (z_dim,). For any other, the first layer tells the layout: a convolution (``ConvTranspose2d`` /
+    ``Conv2d``, as in DCGAN-style code that draws noise of shape (B, nz, 1, 1)) makes (nz, 1, 1)
+    the first guess, a ``Linear`` (nz,); the other layout is tried next, since a generator may
+    reshape its input itself. The sizes are ``z_dim`` when given, else ``noise_size_candidates``
+    (plus a leading ``Conv2d``'s input channels)."""
+    if model_spec(generator) is not None:
+        return [(z_dim or generator.z_dim,)]
+    first = _first_layer(generator)
+    conv_first = isinstance(first, (nn.ConvTranspose2d, nn.Conv2d))
+    sizes = [z_dim] if z_dim else noise_size_candidates(generator)
+    if not z_dim and isinstance(first, nn.Conv2d) and not isinstance(first, nn.ConvTranspose2d):
+        sizes = [first.in_channels, *sizes]
+    shapes: list[tuple[int, ...]] = []
+    for n in dict.fromkeys(sizes):
+        shapes += [(n, 1, 1), (n,)] if conv_first else [(n,), (n, 1, 1)]
+    return shapes
 
 
 def has_batchnorm(module: nn.Module) -> bool:

@@ -23,7 +23,8 @@ from torch import Tensor
 
 from .losses import critic_loss, feature_matching_loss, generator_loss, wasserstein_estimate
 
-__all__ = ["call", "CriticTerms", "critic_objective", "generator_objective", "metrics_vector", "METRICS"]
+__all__ = ["call", "CriticTerms", "PenaltySchedule", "critic_objective", "generator_objective", "metrics_vector",
+           "METRICS"]
 
 Critic = Callable[[Tensor, "Tensor | None"], Tensor]
 Penalty = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
@@ -35,6 +36,33 @@ METRICS: tuple[str, ...] = ("w_estimate", "loss_d", "penalty", "loss_g", "param_
 def call(model: Callable[..., Tensor], x: Tensor, y: Tensor | None = None) -> Tensor:
     """``model(x)``, or ``model(x, y)`` for a conditional model: labels condition both models."""
     return model(x) if y is None else model(x, y)
+
+
+class PenaltySchedule(NamedTuple):
+    """Which of an iteration's critic updates carry the gradient penalty, with which weight and form.
+
+    Lazy penalty (lazy regularisation, Karras et al. 2020, "Analyzing and Improving the Image Quality
+    of StyleGAN", Sec. 4.1): only updates k = 0, every, 2 * every, ... carry it, weighted
+    ``every * lam`` so that its weight per update stays lam on average (``every=1``: the textbook
+    penalty on every update). One-sided, max(0, ||g|| - 1)^2, for WGAN-LP (Petzka et al. 2018);
+    two-sided for WGAN-GP (Gulrajani et al. 2017)."""
+
+    lam: float
+    every: int = 1
+    one_sided: bool = False
+
+    @classmethod
+    def for_loss(cls, loss: str, lam: float | None, every: int = 1) -> PenaltySchedule:
+        return cls(float(lam or 0.0), int(every), loss == "wgan-lp")
+
+    def on(self, k: int) -> bool:
+        """Whether critic update ``k`` (0-based within the iteration) carries the penalty."""
+        return k % self.every == 0
+
+    @property
+    def weight(self) -> float:
+        """The penalty's coefficient on the updates that carry it."""
+        return self.lam * self.every
 
 
 class CriticTerms(NamedTuple):

@@ -18,7 +18,6 @@ from torch.optim.optimizer import _get_scalar_dtype
 
 from fastwgan import backend as _backend
 from fastwgan.ops import clipped_rmsprop as _ops
-from fastwgan.reference.clipped_rmsprop import clipped_rmsprop_reference_
 
 __all__ = ["ClippedRMSprop"]
 
@@ -290,7 +289,7 @@ class ClippedRMSprop(torch.optim.Optimizer):
                       weight_decay=group["weight_decay"], momentum=group["momentum"],
                       centered=centered, clip=clip)
             if which == "reference":
-                clipped_rmsprop_reference_(*args, **hp)
+                _ops.plain_clipped_rmsprop_(*args, **hp)
             else:  # one call: one parallel C++ region / one Triton launch for the bucket
                 self._kernels[which](*args, *hp.values())
         for p in no_grad:

@@ -39,7 +39,6 @@ from torch import Tensor
 from . import backend as _backend
 from .ops.activations import pruned_double_backward
 from .ops import gradient_penalty as _ops
-from .reference import gradient_penalty as _ref
 
 __all__ = ["gradient_penalty", "gradient_penalty_functional", "penalty_at"]
 
@@ -87,7 +86,28 @@ def _check_inputs(real, fake, lam, alpha, one_sided=False, labels=None) -> Tenso
             f"alpha must hold one weight per sample, shape ({B},), got {tuple(alpha.shape)}: "
             "one scalar for the whole batch or per-element weights are not the WGAN-GP sampling"
         )
-    return alpha.detach().reshape(B).to(device=real.device, dtype=real.dtype)
+    alpha = alpha.detach().reshape(B).to(device=real.device, dtype=real.dtype)
+    _check_alpha_range(alpha)
+    return alpha
+
+
+def _check_alpha_range(alpha: Tensor) -> None:
+    """x_hat = alpha x + (1 - alpha) x_fake lies between the pair only for alpha in [0, 1]. Checked
+    on the host for CPU tensors; on an accelerator as a device-side assert, so a training step never
+    waits for it; not inside a compiled graph or a CUDA-graph capture (where the trainer's own draws
+    from U[0, 1) arrive)."""
+    if torch.compiler.is_compiling() or (alpha.is_cuda and torch.cuda.is_current_stream_capturing()):
+        return
+    inside = ((alpha >= 0) & (alpha <= 1)).all()  # NaN compares False: refused too
+    if alpha.device.type != "cpu":
+        torch._assert_async(inside, "gradient_penalty: alpha must lie in [0, 1]")
+    elif not bool(inside):
+        bad = alpha[~((alpha >= 0) & (alpha <= 1))]
+        raise ValueError(
+            f"alpha (the interpolation weights) must lie in [0, 1], got {bad[0].item()!r} among {bad.numel()} "
+            "out of range: x_hat = alpha * real + (1 - alpha) * fake must lie between the pair (WGAN-GP draws "
+            "alpha ~ U[0, 1]); pass weights in [0, 1], or alpha=None to draw them"
+        )
 
 
 def _check_labels(labels, B: int, device: torch.device) -> None:
@@ -112,7 +132,7 @@ def _call(critic, x: Tensor, labels, call=None):
     (wrong data shape, dtype or device, labels out of range or missing) is re-raised naming them,
     with the critic's own error as the cause: RuntimeError / IndexError as ValueError, TypeError
     (a call with the wrong arguments) as TypeError."""
-    call = call or critic
+    call = critic if call is None else call  # not `call or critic`: dynamo cannot branch on a module's truth
     if torch.compiler.is_compiling():
         return call(x) if labels is None else call(x, labels)
     try:
@@ -217,7 +237,7 @@ def gradient_penalty_functional(
     aot_autograd sees as an ordinary first-order graph, so ``torch.compile(fullgraph=True)`` can
     compile a whole critic step around it (eager ``autograd.grad(create_graph=True)`` cannot be
     traced: "aot_autograd does not currently support double backward"). Uses the same zero-gradient
-    convention (:func:`fastwgan.reference.gradient_penalty.safe_norm`). ``critic`` must be an
+    convention (:func:`fastwgan.ops.gradient_penalty.safe_norm`). ``critic`` must be an
     ``nn.Module``; its parameters and buffers are passed explicitly, so ``P.backward()`` populates
     their ``.grad`` as usual. The same validation as :func:`gradient_penalty`, none of it a host
     sync; the result is in the inputs' dtype (accumulated in at least float32).
@@ -228,7 +248,7 @@ def gradient_penalty_functional(
             "wrap the function in a module, or use gradient_penalty"
         )
     alpha = _check_inputs(real, fake, lam, alpha, one_sided, labels)
-    x_hat = _ref.interpolate(real.detach(), fake.detach(), alpha)
+    x_hat = _ops.plain_interpolate(real.detach(), fake.detach(), alpha)
     state = {**dict(critic.named_parameters()), **dict(critic.named_buffers())}
     return penalty_at(critic, state, x_hat, lam=lam, one_sided=one_sided, labels=labels)
 
@@ -265,7 +285,7 @@ def penalty_at(critic: torch.nn.Module, state: dict[str, Tensor], x_hat: Tensor,
 
     g = torch.func.grad(score_sum)(x_hat)
     _check_scores(*seen[0], B)
-    gap = _ref.safe_norm(g.to(acc)) - 1
+    gap = _ops.safe_norm(g.to(acc)) - 1
     if one_sided:
         gap = gap.clamp(min=0)
     return (lam * gap.square().mean()).to(x_hat.dtype)

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .eval_mode import eval_mode
+
 __all__ = ["plot_toy", "save_image_grid", "save_samples", "as_images", "plot_learning_curve"]
 
 
@@ -53,13 +55,9 @@ def _critic_grid(critic: nn.Module, xs: np.ndarray, ys: np.ndarray) -> np.ndarra
     dtype = params[0].dtype if params else torch.float32
     gx, gy = np.meshgrid(xs, ys)
     pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=dtype, device=device)
-    was_training = critic.training
-    critic.eval()
-    try:
+    with eval_mode(critic):
         with torch.no_grad():
             out = critic(pts)
-    finally:
-        critic.train(was_training)
     return out.reshape(-1).float().cpu().numpy().reshape(gx.shape)
 
 

@@ -30,7 +30,7 @@ from filelock import FileLock, Timeout
 
 __all__ = [
     "RunFolder", "RunFolderError", "RunFolderBusyError", "RunFolderNotWritableError",
-    "RunFolderInUseError", "open_run_folder", "check_resume_steps", "holds_run",
+    "RunFolderInUseError", "open_run_folder", "check_resume_steps", "holds_run", "refuse_checkpoint_folder",
 ]
 
 LOCK_NAME = ".fastwgan.lock"
@@ -134,6 +134,21 @@ def check_resume_steps(checkpoint_step: int, steps: int, path: str | os.PathLike
         )
 
 
+def refuse_checkpoint_folder(out: str | os.PathLike, setting: str = "--out") -> Path:
+    """``out`` as a Path, unless it lies inside a run folder's ``checkpoints/``: a run's own
+    checkpoints are never an output (a sample or export written there would replace one)."""
+    path = Path(out)
+    resolved = path.resolve()
+    for folder in resolved.parents:
+        if folder.name == "checkpoints" and (holds_run(folder.parent) or (folder.parent / LOCK_NAME).exists()):
+            raise RunFolderError(
+                f"{setting} {out} lies inside the run folder {folder.parent}'s checkpoints/, which holds the "
+                "run's checkpoints (an output written there would replace one): write it to another folder, "
+                f"e.g. {folder.parent / path.name}"
+            )
+    return path
+
+
 def holds_run(path: str | os.PathLike) -> bool:
     """True when ``path`` holds the output of a run."""
     return bool(_run_files(Path(path)))
@@ -172,6 +187,12 @@ def _acquire(path: Path) -> FileLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
 
+    lock_path = path / LOCK_NAME
+    if lock_path.is_symlink():  # opening it would follow the link and truncate whatever it points at
+        raise RunFolderError(
+            f"the lock file {lock_path} is a symbolic link (to {os.readlink(lock_path)}), not a file fastwgan "
+            "wrote: remove the link (fastwgan re-creates the lock file), or choose another folder"
+        )
     # flock only (no soft-lock fallback): a soft lock outlives a killed run
     lock = FileLock(path / LOCK_NAME, timeout=0, thread_local=False, fallback_to_soft=False,
                     on_acquired=record_pid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from .sources import DataSource, FiniteSource, IterableSource, SamplerSource, St
 from .toy import TOY_DATASETS
 from .validate import BatchSpec, check_value_range, detect_value_range, n_classes_for, split_batch, validate_batch
 
-__all__ = ["as_data_source", "BUILTIN_DATASETS"]
+__all__ = ["as_data_source", "BUILTIN_DATASETS", "without_labels", "numpy_samples"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,33 @@ def _from_sampler(fn: Callable, opt: _Options) -> DataSource:
                          value_range=opt.range_of(x))
 
 
+class _WithoutLabels(DataSource):
+    """A labelled source seen without its labels (the models take none): the same stream of x, the
+    same state (checkpoints and resume are the labelled source's)."""
+
+    def __init__(self, source: DataSource) -> None:
+        self.source, self.n_classes = source, 0
+        self.sample_shape, self.name, self.is_toy = source.sample_shape, source.name, source.is_toy
+        self.value_range = source.value_range
+
+    def next_batch(self, batch_size: int) -> tuple[Tensor, None]:
+        return self.source.next_batch(batch_size)[0], None
+
+    def sample_real(self, n: int) -> tuple[Tensor, None]:
+        return self.source.sample_real(n)[0], None
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.source.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.source.load_state_dict(state)
+
+
+def without_labels(source: DataSource) -> DataSource:
+    """``source`` without its labels: batches (x, None), ``n_classes`` 0."""
+    return _WithoutLabels(source)
+
+
 # ---- names: built-in data sets and image folders ----------------------------------------------
 
 
@@ -225,15 +253,54 @@ def _from_name(data: str | os.PathLike, opt: _Options) -> DataSource:
 
 _SUPPORTED = (
     "a tensor x of shape (N, ...); a tuple (x, y) of tensors with integer labels y; a torch Dataset whose items "
-    "are x or (x, y); a DataLoader; an iterable of batches (x or (x, y)); a callable sampler(n) returning x or "
+    "are x or (x, y); a numpy array x (float, or uint8 images; channels-last images are permuted) or a pair of "
+    "them; a DataLoader; an iterable of batches (x or (x, y)); a callable sampler(n) returning x or "
     f"(x, y); a built-in name {list(BUILTIN_DATASETS)}; or a path to an image folder"
 )
 
 
-def _reject_numpy(data, opt: _Options) -> DataSource:
-    raise TypeError(
-        f"numpy data ({type(data).__name__}) is not accepted directly; wrap it with torch.from_numpy(x).float()."
-    )
+def _is_numpy(d: Any) -> bool:
+    return type(d).__module__ == "numpy" and hasattr(d, "dtype") and hasattr(d, "shape")
+
+
+def numpy_samples(a) -> Tensor:
+    """A NumPy array of samples as a tensor, with a notice for each conversion it makes: float
+    arrays as they are; uint8 images scaled to [-1, 1] (x / 127.5 - 1); channels-last images
+    (N, H, W, C) with C 1 or 3 permuted to PyTorch's (N, C, H, W). An array whose axes 1 and 3
+    could both be the channels is refused, naming the exact conversion for each reading."""
+    import numpy as np
+
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+        raise TypeError(f"a numpy array of dtype {a.dtype} is not numeric data; pass float samples "
+                        "(x.astype(np.float32)).")
+    x = torch.from_numpy(np.ascontiguousarray(a))
+    notes = []
+    if x.dtype == torch.uint8:
+        x = x.float() / 127.5 - 1
+        notes.append("uint8 values scaled to [-1, 1] as x / 127.5 - 1 (for a generator ending in Tanh; for one "
+                     "ending in a Sigmoid pass x.astype(np.float32) / 255)")
+    if x.dim() == 4 and x.shape[3] in (1, 3):
+        if x.shape[1] in (1, 3):
+            raise ValueError(
+                f"the numpy array has shape {tuple(a.shape)}: axis 1 and axis 3 could both be the channels. Pass "
+                "a tensor in PyTorch's (N, C, H, W) layout: torch.from_numpy(x).permute(0, 3, 1, 2) if the array is "
+                "channels-last (N, H, W, C), torch.from_numpy(x) if it is already (N, C, H, W)"
+                + (", each .float() / 127.5 - 1 for uint8 images." if a.dtype == np.uint8 else "."))
+        x = x.permute(0, 3, 1, 2).contiguous()
+        notes.append(f"channels-last images {tuple(a.shape)} (N, H, W, C) permuted to (N, C, H, W) = "
+                     f"{tuple(x.shape)}")
+    if notes:
+        warnings.warn("fastwgan: numpy data: " + "; ".join(notes), UserWarning, stacklevel=4)
+    return x
+
+
+def _from_numpy(data, opt: _Options) -> DataSource:
+    return _from_tensor(numpy_samples(data), opt)
+
+
+def _from_numpy_pair(data: tuple, opt: _Options) -> DataSource:
+    y = torch.from_numpy(data[1]) if _is_numpy(data[1]) else data[1]
+    return _from_pair((numpy_samples(data[0]), y), opt)
 
 
 def _is_map_dataset(data) -> bool:
@@ -247,7 +314,8 @@ _DISPATCH: tuple[tuple[Callable[[Any], bool], Callable[[Any, _Options], DataSour
     (lambda d: isinstance(d, (str, os.PathLike)), _from_name),
     (lambda d: isinstance(d, Tensor), _from_tensor),
     (lambda d: isinstance(d, tuple) and len(d) == 2 and isinstance(d[0], Tensor), _from_pair),
-    (lambda d: type(d).__module__ == "numpy", _reject_numpy),
+    (_is_numpy, _from_numpy),
+    (lambda d: isinstance(d, tuple) and len(d) == 2 and _is_numpy(d[0]), _from_numpy_pair),
     (_is_map_dataset, _from_dataset),
     (lambda d: isinstance(d, Iterable) and not isinstance(d, (dict, bytes)), _from_iterable),
     (callable, _from_sampler),

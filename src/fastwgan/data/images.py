@@ -28,10 +28,19 @@ def check_image_size(size, setting: str = "image_size") -> int:
     return size
 
 
+def _check_fits(n: int, channels: int, size: int) -> None:
+    """n images of size x size pixels (float32, held twice while resized and stacked) must fit in memory."""
+    from ..memory import require_memory
+
+    require_memory(2.0 * n * channels * size * size * 4, f"{n:,} images of {size}x{size} pixels (image_size={size})",
+                   "pass a smaller image_size (--image-size), e.g. 32 or 64")
+
+
 def resize(x: Tensor, size: int) -> Tensor:
     """Bilinear resize of (N, C, H, W) in [-1, 1] to ``size`` x ``size`` (antialiased when
     shrinking), clamped back to [-1, 1]."""
     check_image_size(size)
+    _check_fits(x.shape[0], x.shape[1], size)
     out = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < x.shape[-1])
     return out.clamp_(-1.0, 1.0)
 
@@ -137,6 +146,7 @@ def load_image_folder(path: str, size: int, channels: int | None = None) -> tupl
     groups = _list_image_folder(path)
     if channels is None:
         channels = _channels_of(groups)
+    _check_fits(sum(len(files) for _, files in groups), channels, size)
     xs, ys = [], []
     for k, (_, files) in enumerate(groups):
         xs += [_load_one_image(f, size, channels) for f in files]

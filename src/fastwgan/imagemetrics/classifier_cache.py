@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from ..atomic import replaced_on_success
 from ..cache import cache_dir
 from .classifier import RECIPE_VERSION, DigitClassifier, train_digit_classifier
 
@@ -42,16 +41,8 @@ def _data_hash(x: Tensor, y: Tensor) -> str:
 
 def _atomic_save(obj: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced_on_success(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _read(path: Path, data_hash: str) -> tuple[DigitClassifier, dict]:

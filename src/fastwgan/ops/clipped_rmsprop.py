@@ -61,6 +61,7 @@ from collections import OrderedDict
 from typing import Any
 
 import torch
+from torch.optim.rmsprop import rmsprop as _torch_rmsprop
 
 from fastwgan import backend
 
@@ -324,6 +325,17 @@ def _launch_triton(
         BLOCK=TRITON_BLOCK,
         enable_fp_fusion=False,  # FMA policy: module docstring
     )
+
+
+def plain_clipped_rmsprop_(params: Tensors, grads: Tensors, square_avgs: Tensors, grad_avgs: Tensors,
+                           momentum_buffers: Tensors, steps: Tensors, *, lr: float, alpha: float, eps: float,
+                           weight_decay: float, momentum: float, centered: bool, clip: float) -> None:
+    """The ``"reference"`` backend (plain PyTorch): torch.optim.RMSprop's functional step, its own
+    arithmetic untouched, on the given state, then ``p.clamp_(-clip, clip)`` per tensor."""
+    _torch_rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffers, steps, lr=lr, alpha=alpha, eps=eps,
+                   weight_decay=weight_decay, momentum=momentum, centered=centered)
+    for p in params:
+        p.clamp_(-clip, clip)
 
 
 def dense(t: torch.Tensor) -> bool:

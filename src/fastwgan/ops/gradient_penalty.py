@@ -38,7 +38,7 @@ implementations so ``torch.compile`` keeps them in the graph), Triton (GPU, or C
 Zero-gradient convention: at ``g_b = 0`` we define ``d||g_b||/dg_b = 0`` (a subgradient). The sample
 then adds ``lam / B`` to P (two-sided) and exactly zero gradient. A hand-written
 ``sqrt(sum g^2)`` gives 0/0 = NaN there (the derivative of sqrt at 0 is infinite, times a zero); torch's ``norm`` backward and
-``reference.gradient_penalty.safe_norm`` use the same convention as these kernels.
+:func:`safe_norm` use the same convention as these kernels.
 
 Norms are kept in float64 (B values) by the C++ kernel so that the backward coefficient gap/n is
 not limited by an fp32 rounding of n (up to u*n/|gap| relative error, 16u at n = 0.94).
@@ -51,10 +51,9 @@ import torch
 from torch import Tensor
 
 from .. import backend as _backend
-from ..reference import gradient_penalty as _ref
 from ._function import Function
 
-__all__ = ["interpolate", "norm_penalty"]
+__all__ = ["interpolate", "norm_penalty", "plain_interpolate", "safe_norm"]
 
 _OP = "gradient_penalty"
 
@@ -255,6 +254,28 @@ def _triton_scale_rows(g: Tensor, coef: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------
+# plain PyTorch: the "reference" backend, and the form the static (compiled) step traces
+# --------------------------------------------------------------------------------------------
+def plain_interpolate(real: Tensor, fake: Tensor, alpha: Tensor) -> Tensor:
+    """x_hat = alpha * real + (1 - alpha) * fake, alpha of shape (B,) broadcast per sample."""
+    a = alpha.reshape(-1, *([1] * (real.dim() - 1)))
+    return a * real + (1 - a) * fake
+
+
+def safe_norm(g: Tensor) -> Tensor:
+    """Per-sample L2 norm over all non-batch axes with d||g||/dg := 0 where g = 0.
+
+    The double ``where`` keeps sqrt's derivative (1 / (2 sqrt(s)) = inf at s = 0) out of the graph
+    at zero rows: the inner where feeds sqrt a 1 there, the outer selects 0. Differentiable to any
+    order (torch's ``norm`` backward has the same convention, but only to first order); equal to
+    ``g.flatten(1).norm(dim=1)`` in value.
+    """
+    s = g.reshape(g.shape[0], -1).square().sum(1)
+    pos = s > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, s, torch.ones_like(s))), torch.zeros_like(s))
+
+
+# --------------------------------------------------------------------------------------------
 # O(B) epilogues shared by the Triton and reference paths (the C++ op does them in-kernel)
 # --------------------------------------------------------------------------------------------
 def _gap(norm: Tensor, one_sided: bool) -> Tensor:
@@ -277,7 +298,7 @@ def _backward_coef(gout: Tensor, norm: Tensor, lam: float, one_sided: bool) -> T
 
 def _ref_norm_penalty(g: Tensor, lam: float, one_sided: bool) -> Tensor:
     """Differentiable plain-PyTorch version (any order), same zero-gradient convention."""
-    return _penalty_from_norm(_ref.safe_norm(g), lam, one_sided)
+    return _penalty_from_norm(safe_norm(g), lam, one_sided)
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,7 +311,7 @@ class _Interpolate(Function):
             return _cpp_ops().gradient_penalty_interpolate(real, fake, alpha)
         if backend == "triton":
             return _triton_interpolate(real, fake, alpha)
-        return _ref.interpolate(real, fake, alpha)
+        return plain_interpolate(real, fake, alpha)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:

@@ -4,52 +4,14 @@
     w <- clip(w, -c, c)
 
 done the plain way: ``torch.optim.RMSprop`` (its own arithmetic, untouched) followed by one
-``clamp_`` per parameter tensor. This is the ground truth the fused kernels are tested against,
-and the ``"reference"`` backend of :class:`fastwgan.optim.ClippedRMSprop`.
+``clamp_`` per parameter tensor. This is the ground truth the fused kernels (and the ``"reference"``
+backend, :func:`fastwgan.ops.clipped_rmsprop.plain_clipped_rmsprop_`) are tested against.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import torch
-from torch.optim.rmsprop import rmsprop as _torch_rmsprop
-
-
-def clipped_rmsprop_reference_(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    square_avgs: list[torch.Tensor],
-    grad_avgs: list[torch.Tensor],
-    momentum_buffers: list[torch.Tensor],
-    steps: list[torch.Tensor],
-    *,
-    lr: float,
-    alpha: float,
-    eps: float,
-    weight_decay: float,
-    momentum: float,
-    centered: bool,
-    clip: float,
-    foreach: bool | None = None,
-) -> None:
-    """torch.optim.RMSprop's functional step on the given state, then ``p.clamp_(-clip, clip)``."""
-    _torch_rmsprop(
-        params,
-        grads,
-        square_avgs,
-        grad_avgs,
-        momentum_buffers,
-        steps,
-        foreach=foreach,
-        lr=lr,
-        alpha=alpha,
-        eps=eps,
-        weight_decay=weight_decay,
-        momentum=momentum,
-        centered=centered,
-    )
-    for p in params:
-        p.clamp_(-clip, clip)
 
 
 class ReferenceClippedRMSprop(torch.optim.RMSprop):

@@ -10,7 +10,8 @@ formulation that the fused path is tested against.
 Zero gradient: torch's ``norm`` backward (2.x) returns 0 where the norm is 0, which is the
 convention of the fused path (d||g||/dg := 0 at g = 0); the hand-written ``sqrt(sum(g**2))`` that
 many implementations use gives 0/0 = NaN there instead (the derivative of sqrt at 0 is infinite, times a zero).
-:func:`safe_norm` is the same convention written with differentiable ops of any order.
+(:func:`fastwgan.ops.gradient_penalty.safe_norm` is the run-time form of the same convention,
+differentiable to any order.)
 """
 from __future__ import annotations
 
@@ -24,16 +25,9 @@ def interpolate(real: Tensor, fake: Tensor, alpha: Tensor) -> Tensor:
     return a * real + (1 - a) * fake
 
 
-def safe_norm(g: Tensor) -> Tensor:
-    """Per-sample L2 norm over all non-batch axes with d||g||/dg := 0 where g = 0.
-
-    The double ``where`` keeps sqrt's derivative (1 / (2 sqrt(s)) = inf at s = 0) out of the graph
-    at zero rows: the inner where feeds sqrt a 1 there, the outer selects 0. Differentiable to any
-    order; equal to ``g.flatten(1).norm(dim=1)`` in value.
-    """
-    s = g.reshape(g.shape[0], -1).square().sum(1)
-    pos = s > 0
-    return torch.where(pos, torch.sqrt(torch.where(pos, s, torch.ones_like(s))), torch.zeros_like(s))
+def row_norm(g: Tensor) -> Tensor:
+    """Per-sample L2 norm over all non-batch axes, by torch's ``norm`` (d||g||/dg = 0 at g = 0)."""
+    return g.reshape(g.shape[0], -1).norm(2, dim=1)
 
 
 def gradient_penalty(
@@ -52,7 +46,7 @@ def gradient_penalty(
     x_hat = interpolate(real, fake, alpha).detach().requires_grad_(True)
     out = critic(x_hat) if labels is None else critic(x_hat, labels)
     (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-    norm = grad.reshape(grad.shape[0], -1).norm(2, dim=1)
+    norm = row_norm(grad)
     gap = norm - 1
     if one_sided:
         gap = gap.clamp(min=0)

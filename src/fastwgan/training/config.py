@@ -58,6 +58,9 @@ class TrainConfig:
     # the lazy penalty: on every penalty_every-th critic update only, weighted penalty_every * lam
     penalty_every: int = _algo(1)
     z_dim: int | None = _algo()
+    # the per-sample noise shape, e.g. (100, 1, 1) for DCGAN-style generators (None: inferred from
+    # the generator's first layer); z_dim is the number of noise values, prod(z_shape)
+    z_shape: tuple[int, ...] | None = _algo()
     feature_matching: bool = _algo(False)
     allow_batchnorm: bool = _algo(False)
     seed: int = _algo(0)
@@ -197,6 +200,7 @@ def check(cfg: TrainConfig) -> None:
         _check_type("z_dim", cfg.z_dim, _is_int(cfg.z_dim), "an int")
         if cfg.z_dim < 1:
             _bad(f"z_dim (the noise size) must be a positive integer, got {cfg.z_dim!r}")
+    _check_z_shape(cfg)
     for name in ("log_every", "eval_every"):
         v = getattr(cfg, name)
         _check_type(name, v, _is_int(v), "an int")
@@ -206,9 +210,29 @@ def check(cfg: TrainConfig) -> None:
     if cfg.eval_samples < 0:
         _bad(f"eval_samples must be >= 0 (0 switches evaluation off), got {cfg.eval_samples!r}")
     _check_type("seed", cfg.seed, _is_int(cfg.seed), "an int")
+    if not 0 <= cfg.seed < 2**63:  # what torch.manual_seed takes
+        _bad(f"seed must be an int in 0 .. 2**63 - 1 (what torch's random generators take), got {cfg.seed!r}: "
+             "pass a smaller seed, e.g. seed=0")
     if cfg.precision not in PRECISIONS:
         _bad(f"unknown precision {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
     _check_run_options(cfg)
+
+
+def _check_z_shape(cfg: TrainConfig) -> None:
+    """z_shape: a tuple of positive ints (an int n means (n,)); with z_dim, prod(z_shape) == z_dim."""
+    shape = cfg.z_shape
+    if shape is None:
+        return
+    if _is_int(shape):
+        shape = (shape,)
+    ok = isinstance(shape, (tuple, list)) and len(shape) >= 1 and all(_is_int(v) for v in shape)
+    _check_type("z_shape", cfg.z_shape, ok, "a tuple of ints, the noise's per-sample shape, e.g. (100, 1, 1)")
+    if min(shape) < 1:
+        _bad(f"z_shape (the noise's per-sample shape) must hold positive integers, got {cfg.z_shape!r}")
+    cfg.z_shape = tuple(shape)
+    if cfg.z_dim is not None and math.prod(shape) != cfg.z_dim:
+        _bad(f"z_shape={cfg.z_shape!r} holds {math.prod(shape)} noise values but z_dim={cfg.z_dim}: pass one "
+             "of them, or make them agree")
 
 
 def _check_number(name: str, v: Any, hint: str) -> None:

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..objectives import call, critic_objective, generator_objective, metrics_vector
+from ..objectives import PenaltySchedule, call, critic_objective, generator_objective, metrics_vector
 from ..penalty import gradient_penalty
 from .config import TrainConfig
 from .inputs import CriticInputs, Draws
@@ -28,13 +28,14 @@ class EagerStep:
         self.G, self.D, self.G_train, self.D_train = generator, critic, g_train, d_train
         self.opt_d, self.opt_g, self.amp, self.cfg, self.draws = opt_d, opt_g, amp, cfg, draws
         self.n_critic_at = n_critic_at
+        self.schedule = PenaltySchedule.for_loss(cfg.loss, cfg.lam, cfg.penalty_every)
         self.params = [*generator.parameters(), *critic.parameters()]
 
     def __call__(self, step: int, feed) -> Tensor:
         self.D.requires_grad_(True)
         for k in range(self.n_critic_at(step)):
             inp = self.draws.critic(feed)
-            with_penalty = k % self.cfg.penalty_every == 0
+            with_penalty = self.schedule.on(k)
             terms = self._critic_update(inp, with_penalty)
             if with_penalty:  # the metrics show the last penalty computed (lazy: not a zero)
                 penalty = terms.penalty
@@ -59,11 +60,9 @@ class EagerStep:
     def _penalty(self, alpha: Tensor | None):
         if alpha is None:
             return None
-        critic = self.amp.penalty_critic(self.D_train)
-        cfg = self.cfg
-        lam = cfg.lam * cfg.penalty_every  # the lazy penalty's weight (1: the penalty every update)
-        return lambda real, fake, y: gradient_penalty(critic, real, fake, lam=lam, one_sided=cfg.loss == "wgan-lp",
-                                                      labels=y, alpha=alpha, backend=cfg.backend)
+        critic, sched = self.amp.penalty_critic(self.D_train), self.schedule
+        return lambda real, fake, y: gradient_penalty(critic, real, fake, lam=sched.weight, one_sided=sched.one_sided,
+                                                      labels=y, alpha=alpha, backend=self.cfg.backend)
 
     def _generator_update(self, inp: CriticInputs) -> Tensor:
         z = self.draws.generator()

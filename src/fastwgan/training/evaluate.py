@@ -20,19 +20,22 @@ from .result import generate
 FINAL_EVAL_REPEATS = 5
 
 
-def draw(generator: nn.Module, source, z_dim: int, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n generated, n real) samples as float32 CPU tensors; labels from the real draw condition G."""
+def draw(generator: nn.Module, source, z_shape: int | tuple[int, ...], n: int,
+         device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n generated, n real) samples as float32 CPU tensors; labels from the real draw condition G.
+    ``z_shape``: the noise's per-sample shape (an int: flat noise of that size)."""
     real, y = source.sample_real(n)
     labels = y.to(device) if (y is not None and source.n_classes) else None
-    return generate(generator, z_dim, n, labels).float().cpu(), real.float().cpu()
+    return generate(generator, z_shape, n, labels).float().cpu(), real.float().cpu()
 
 
-def evaluate(generator: nn.Module, source, z_dim: int, n: int, device, repeats: int = 1) -> dict[str, float]:
+def evaluate(generator: nn.Module, source, z_shape: int | tuple[int, ...], n: int, device,
+             repeats: int = 1) -> dict[str, float]:
     """Quality metrics on ``n`` generated vs ``n`` real samples, averaged over ``repeats`` draws
     (``w1_std`` / ``swd_std`` give their spread); mode statistics over all generated samples."""
     if n <= 0:  # evaluation switched off (eval_samples=0), e.g. in benchmarks
         return {}
-    pairs = [draw(generator, source, z_dim, n, device) for _ in range(repeats)]
+    pairs = [draw(generator, source, z_shape, n, device) for _ in range(repeats)]
     if not all(torch.isfinite(f).all() for f, _ in pairs):
         return {"finite": 0.0}
     out: dict[str, float] = {}

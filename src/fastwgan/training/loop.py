@@ -3,7 +3,8 @@
     for t in 1..steps:
         for k in 1..n_critic(t):  L_D = E[D(G(z))] - E[D(x)] (+ P);  critic update     objectives
         L_G = -E[D(G(z))] (or feature matching);  generator update                     objectives
-        every log_every: metrics to the host, non-finite check, evaluation, logs        history, evaluate, output
+        every log_every: metrics to the host, non-finite check, logs                    history, output
+        every eval_every: the same, plus an evaluation and on_eval                       evaluate
         every checkpoint_every, and on SIGINT/SIGTERM: an atomic checkpoint              state, signals
 
 (Algorithm 1 of WGAN, Arjovsky et al. 2017, and of WGAN-GP, Gulrajani et al. 2017.) Everything the
@@ -13,6 +14,7 @@ points (one host sync per ``log_every`` steps).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import time
@@ -24,6 +26,9 @@ from torch import nn
 
 from .. import distributed as dist_
 from ..data import as_data_source
+from ..eval_mode import modes_kept
+from ..hardware import resolve_device
+from ..loaded_models import check_not_meta
 from . import build, config, output
 from .eager import EagerStep
 from .evaluate import FINAL_EVAL_REPEATS, evaluate
@@ -49,7 +54,7 @@ def train(generator: nn.Module | None, critic: nn.Module | None, data: Any, **se
     preset = build.preset_for(data, settings.get("image_size"))
     cfg = config.resolve(settings, preset)
     cfg.data = os.fspath(data) if isinstance(data, (str, os.PathLike)) else None
-    device = build.resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     cfg.precision = resolve_precision(cfg.precision, device)
     check_static_settings(cfg, device)
     info = dist_.setup(device)
@@ -69,19 +74,20 @@ def _train(generator, critic, data, preset, cfg: config.TrainConfig, device: tor
            t_setup: float) -> TrainResult:
     seed_everything(cfg.seed)
     source = as_data_source(data, batch_size=cfg.batch_size, seed=cfg.seed, image_size=cfg.image_size)
-    generator, critic, z_dim = build.build_models(generator, critic, preset, cfg, source)
+    own_models = generator is not None
+    generator, critic, cfg.z_dim = build.build_models(generator, critic, preset, cfg, source)
+    check_not_meta(generator, "generator")
+    check_not_meta(critic, "critic")
     generator.to(device)
     critic.to(device)
-    build.check_labels_fit_models(generator, critic, source)
     with IsolatedRNG(source):  # probing the models must not move the training's streams
-        cfg.z_dim = z_dim or build.infer_noise_size(generator, source, device)
-        build.check_settings_fit_models(generator, critic, cfg)
-        build.probe_models(generator, critic, source, cfg.z_dim, device)
+        fit = build.fit_models_to_data(generator, critic, source, cfg, device, own_models=own_models)
+    source, cfg.z_shape, cfg.z_dim = fit.source, fit.z_shape, math.prod(fit.z_shape)
     if cfg.out is not None:
         source.state_dict()  # a source that cannot be checkpointed says so now, not at the first save
     opt_d, opt_g = build.make_optimizers(generator, critic, cfg)
     state = RunState(generator, critic, opt_d, opt_g, source, Amp(cfg.precision, device), cfg, device, info)
-    with _run_folder(cfg, info) as run:
+    with build.scores_as_logits(critic, fit.probabilities), _run_folder(cfg, info) as run:
         return _loop(state, run, t_setup)
 
 
@@ -125,7 +131,8 @@ def _loop(s: RunState, run: Path | None, t_setup: float) -> TrainResult:
     feed = dist_.ShardedSource(s.source, info) if info.enabled else s.source
     history = History(records, info, losses_may_overflow=s.amp.scaled)
     out = output.RunOutput(run if info.is_main else None, tensorboard=cfg.tensorboard,
-                           resume_step=start if cfg.resume else None)
+                           resume_step=start if cfg.resume else None,
+                           checkpoint=dict(config=s.resumed_config, history=records))
     lr0 = (cfg.lr, cfg.lr_g or cfg.lr)  # from the settings: a resumed optimizer holds a decayed lr
     bar = _progress_bar(cfg, start, info)
     setup_seconds, t0, side = time.perf_counter() - t_setup, time.perf_counter(), _Stopwatch()
@@ -137,9 +144,11 @@ def _loop(s: RunState, run: Path | None, t_setup: float) -> TrainResult:
                 metrics = runner(step, feed)
                 done = step + 1
                 history.add(done, metrics, time.perf_counter() - t0 - runner.compile_seconds - side.total)
-                if done % cfg.log_every == 0 or done == cfg.steps:
+                evaluating = done % cfg.eval_every == 0 or done == cfg.steps
+                # evaluations keep their own cadence: eval_every need not be a multiple of log_every
+                if evaluating or done % cfg.log_every == 0:
                     history.flush(last_ckpt)
-                    if done % cfg.eval_every == 0 or done == cfg.steps:
+                    if evaluating:
                         with side:
                             evals.append(dict(step=done, **_evaluate(s, done == cfg.steps)))
                             # every rank stops together (a rank that stopped alone would hang the others)
@@ -172,11 +181,8 @@ def _call_on_eval(cfg: config.TrainConfig, step: int, generator: nn.Module, metr
     (its training mode restored after) and a copy of the metrics (it cannot change the record)."""
     if cfg.on_eval is None:
         return False
-    was = generator.training
-    try:
+    with modes_kept(generator):
         return bool(cfg.on_eval(step, generator, {k: v for k, v in metrics.items() if k != "step"}))
-    finally:
-        generator.train(was)
 
 
 def _not_saved(last_ckpt: Path | None, step: int) -> bool:
@@ -187,7 +193,7 @@ def _runner(s: RunState, start: int) -> Runner:
     """The eager step, and the static one when asked for and possible (after resume: DDP wraps the
     loaded models, and its construction broadcasts rank 0's parameters)."""
     cfg, info = s.cfg, s.info
-    draws = Draws(cfg.batch_size, cfg.z_dim, penalty=cfg.penalty, device=s.device,
+    draws = Draws(cfg.batch_size, cfg.z_shape, penalty=cfg.penalty, device=s.device,
                   data_dtype=next(s.critic.parameters()).dtype, z_dtype=next(s.generator.parameters()).dtype, info=info)
     eager = EagerStep(generator=s.generator, critic=s.critic, g_train=dist_.wrap(s.generator, info, s.device),
                       d_train=dist_.wrap(s.critic, info, s.device), opt_d=s.opt_d, opt_g=s.opt_g, amp=s.amp, cfg=cfg,
@@ -205,7 +211,7 @@ def _progress_bar(cfg: config.TrainConfig, start: int, info: dist_.DistInfo):
 
 def _evaluate(s: RunState, final: bool) -> dict[str, float]:
     with IsolatedRNG(s.source):
-        return evaluate(s.generator, s.source, s.cfg.z_dim, s.cfg.eval_samples, s.device,
+        return evaluate(s.generator, s.source, s.cfg.z_shape, s.cfg.eval_samples, s.device,
                         repeats=FINAL_EVAL_REPEATS if final else 1)
 
 
@@ -223,11 +229,13 @@ def _finish(s: RunState, run: Path | None, records: list, evals: list, train_sec
         metrics["w_estimate"] = records[-1]["w_estimate"]
     result = TrainResult(generator=s.generator, critic=s.critic, history=records, metrics=metrics,
                          config=cfg.algorithm(), out=run, train_seconds=train_seconds, z_dim=cfg.z_dim,
+                         z_shape=cfg.z_shape, n_classes=s.source.n_classes,
                          compile_seconds=runner.compile_seconds, step_mode=runner.mode, evals=evals, steps_done=last)
     if run is not None:
         s.save(run / "checkpoints", last, records, evals)
         if s.info.is_main:
-            output.write_summary(result, setup_seconds, {"models": model_specs(s.generator, s.critic)})
+            output.write_summary(result, setup_seconds, {"models": model_specs(s.generator, s.critic),
+                                                         "z_shape": list(cfg.z_shape)})
             if cfg.plots:
                 with IsolatedRNG(s.source):
                     output.write_pictures(result, s.source)

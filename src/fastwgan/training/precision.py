@@ -12,6 +12,7 @@ import contextlib
 import torch
 from torch import Tensor, nn
 
+from ..hardware import native_bf16
 from ..objectives import call
 
 
@@ -58,12 +59,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     else fp32. Any other value is returned as given."""
     if precision != "auto":
         return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    from ..info import cpu_bf16
-
-    flags = cpu_bf16()
-    return "bf16" if flags["avx512_bf16"] or flags["amx_bf16"] else "fp32"
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 class Amp:

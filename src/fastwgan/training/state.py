@@ -12,6 +12,7 @@ from torch import nn
 
 from .. import checkpoint as ckpt
 from .. import distributed as dist_
+from ..loaded_models import load_weights
 from ..run_folder import check_resume_steps
 from .config import TrainConfig, check_resume
 from .precision import Amp
@@ -30,6 +31,8 @@ class RunState:
     cfg: TrainConfig
     device: torch.device
     info: dist_.DistInfo
+    resumed_config: dict[str, Any] | None = None  # the settings of the checkpoint resumed from
+
 
     def to_dict(self, step: int, history: list, evals: list) -> dict[str, Any]:
         state = dict(
@@ -67,12 +70,15 @@ class RunState:
         check_resume(state.get("config", {}), self.cfg, path)
         check_resume_steps(state["step"], self.cfg.steps, path)
         self._load(state, path)
+        self.resumed_config = dict(state.get("config") or {})
         return state["step"], state.get("history", []), state.get("evals", []), path
 
     def _load(self, state: dict[str, Any], path: Path) -> None:
         """(load_latest checked that every entry is there.)"""
-        self.generator.load_state_dict(state["generator"])
-        self.critic.load_state_dict(state["critic"])
+        fix = ("resume with models of the checkpoint's sizes (the same model settings as the run that wrote it), "
+               "or start a new run (overwrite=True or another out=)")
+        load_weights(self.generator, state["generator"], "generator", path, fix)
+        load_weights(self.critic, state["critic"], "critic", path, fix)
         self.opt_d.load_state_dict(state["opt_d"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.source.load_state_dict(state["data"])

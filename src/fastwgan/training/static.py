@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad
 
 from ..cache import use_compile_cache
-from ..objectives import critic_objective, generator_objective, metrics_vector
-from ..reference.gradient_penalty import interpolate
+from ..objectives import PenaltySchedule, critic_objective, generator_objective, metrics_vector
+from ..ops.gradient_penalty import plain_interpolate
 from ..penalty import penalty_at
 from . import functional_optim
 from .inputs import Draws
@@ -76,8 +76,7 @@ class StaticStep:
                  cuda_graph: bool = False) -> None:
         self.G, self.D, self.opt_d, self.opt_g = generator, critic, opt_d, opt_g
         self.loss, self.n_critic, self.draws, self.amp = loss, n_critic, draws, amp
-        # the lazy penalty: on critic updates k % penalty_every == 0 only, weighted penalty_every * lam
-        self.penalty_every, self.lam = penalty_every, float(lam) * penalty_every
+        self.schedule = PenaltySchedule.for_loss(loss, lam, penalty_every)
         self.compile, self.cuda_graph = compile, cuda_graph
         # capturable Adam: step counts and lr on the device, no .item() (needed by CUDA graphs; under
         # torch.compile it is what the compiled optimizers use too). Eager CPU Adam is not capturable.
@@ -99,9 +98,9 @@ class StaticStep:
         B, dev = draws.batch_size, draws.device
         self.x = torch.zeros(nc, B, *sample_shape, dtype=draws.data_dtype, device=dev)
         self.y = torch.zeros(nc, B, dtype=torch.long, device=dev) if labelled else None
-        self.z_d = torch.zeros(nc, B, draws.z_dim, dtype=draws.z_dtype, device=dev)
+        self.z_d = torch.zeros(nc, B, *draws.z_shape, dtype=draws.z_dtype, device=dev)
         self.alpha = torch.zeros(nc, B, dtype=draws.data_dtype, device=dev) if draws.penalty else None
-        self.z_g = torch.zeros(B, draws.z_dim, dtype=draws.z_dtype, device=dev)
+        self.z_g = torch.zeros(B, *draws.z_shape, dtype=draws.z_dtype, device=dev)
         self.lr_d = torch.tensor(float(self.opt_d.param_groups[0]["lr"]), device=dev)
         self.lr_g = torch.tensor(float(self.opt_g.param_groups[0]["lr"]), device=dev)
 
@@ -220,8 +219,9 @@ class StaticStep:
         state = {**d_params, **d_buffers}
 
         def penalty(real: Tensor, fake: Tensor, y: Tensor | None) -> Tensor:
-            x_hat = interpolate(real, fake, alpha)
-            return penalty_at(self.D, state, x_hat, lam=self.lam, one_sided=self.loss == "wgan-lp", labels=y)
+            x_hat = plain_interpolate(real, fake, alpha)
+            return penalty_at(self.D, state, x_hat, lam=self.schedule.weight, one_sided=self.schedule.one_sided,
+                              labels=y)
 
         with self.amp.autocast():
             return critic_objective(_fcall(self.D, state), x, fake, y, loss=self.loss,
@@ -245,7 +245,7 @@ class StaticStep:
             y = self.y[k] if self.y is not None else None
             with torch.no_grad(), self.amp.autocast():
                 fake = _fcall(G, {**g_params, **g_buffers})(self.z_d[k], y).to(self.x.dtype)
-            with_penalty = k % self.penalty_every == 0
+            with_penalty = self.schedule.on(k)
             alpha = self.alpha[k] if self.alpha is not None and with_penalty else None
             grads, terms = grad(self._critic_objective, has_aux=True)(d_params, d_buffers, self.x[k], fake, y, alpha)
             if with_penalty:  # the metrics show the last penalty computed (lazy: not a zero)

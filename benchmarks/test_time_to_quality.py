@@ -48,4 +48,6 @@ def test_smoke_run_reaches_the_report(tmp_path, monkeypatch):
     lines = [json.loads(x) for x in (tmp_path / "time_to_quality.jsonl").read_text().splitlines()]
     assert [x["kind"] for x in lines] == ["run", "measurement", "measurement"]
     md = report.render(tmp_path, include_smoke=True)
-    assert md.count("| 1/1 |") == 2 and "sooner than the textbook loop at the same precision" in md
+    summary, per_run = md.split("\n## Time to quality\n")
+    assert per_run.count("| 1/1 |") == 2 and "sooner than the textbook loop at the same precision" in per_run
+    assert summary.count("| 1/1 |") == 2 and "| 1.00x (baseline) |" in summary  # the summary: both, across runs

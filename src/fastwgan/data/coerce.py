@@ -24,7 +24,7 @@ from .sources import DataSource, FiniteSource, IterableSource, SamplerSource, St
 from .toy import TOY_DATASETS
 from .validate import BatchSpec, check_value_range, detect_value_range, n_classes_for, split_batch, validate_batch
 
-__all__ = ["as_data_source", "BUILTIN_DATASETS", "without_labels", "numpy_samples"]
+__all__ = ["as_data_source", "BUILTIN_DATASETS", "WithoutLabels", "numpy_samples"]
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def _from_sampler(fn: Callable, opt: _Options) -> DataSource:
                          value_range=opt.range_of(x))
 
 
-class _WithoutLabels(DataSource):
+class WithoutLabels(DataSource):
     """A labelled source seen without its labels (the models take none): the same stream of x, the
     same state (checkpoints and resume are the labelled source's)."""
 
@@ -180,11 +180,6 @@ class _WithoutLabels(DataSource):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.source.load_state_dict(state)
-
-
-def without_labels(source: DataSource) -> DataSource:
-    """``source`` without its labels: batches (x, None), ``n_classes`` 0."""
-    return _WithoutLabels(source)
 
 
 # ---- names: built-in data sets and image folders ----------------------------------------------

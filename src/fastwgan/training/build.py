@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..data import DEFAULT_IMAGE_SIZE, folder_channels
-from ..data.coerce import without_labels
+from ..data.coerce import WithoutLabels
 from ..eval_mode import eval_mode
 from ..losses import WASSERSTEIN_LOSSES, probability_logit
 from ..models import has_batchnorm, noise_shape_candidates
@@ -298,7 +298,7 @@ def labels_for_models(generator: nn.Module, critic: nn.Module, source):
             f"n_classes={n} (fastwgan.models' generators and critics take it) or give both forwards a label "
             "argument, forward(x, y)",
             UserWarning, stacklevel=4)
-        return without_labels(source)
+        return WithoutLabels(source)
     if n and not all(takes.values()):
         yes, no = ("generator", "critic") if takes["generator"] else ("critic", "generator")
         raise ValueError(f"the data has labels ({n} classes) and the {yes} takes them but the {no} does not: "

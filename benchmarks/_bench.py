@@ -139,7 +139,7 @@ def machine() -> str:
 # ------------------------------------------------------------------------------------------------
 # the results file
 # ------------------------------------------------------------------------------------------------
-_RUNS: dict[str, str] = {}  # suite -> run id of this process
+_RUNS: dict[str, str] = {}  # results file -> run id of this process (a file of another folder gets its own run line)
 
 
 def append(suite: str, measurement: dict[str, Any], command: str | None = None) -> None:
@@ -148,12 +148,13 @@ def append(suite: str, measurement: dict[str, Any], command: str | None = None) 
     path = results_dir() / f"{suite}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = []
-    if suite not in _RUNS:
+    key = str(path.resolve())
+    if key not in _RUNS:
         env = environment()
-        _RUNS[suite] = f"{env['date']} pid {os.getpid()}"
+        _RUNS[key] = f"{env['date']} pid {os.getpid()}"
         cmd = command or shlex.join(["python", *[_relative(a) for a in sys.argv]])
-        lines.append(dict(kind="run", suite=suite, run=_RUNS[suite], command=cmd, smoke=smoke(), **env))
-    lines.append(dict(kind="measurement", suite=suite, run=_RUNS[suite], **measurement))
+        lines.append(dict(kind="run", suite=suite, run=_RUNS[key], command=cmd, smoke=smoke(), **env))
+    lines.append(dict(kind="measurement", suite=suite, run=_RUNS[key], **measurement))
     text = "".join(json.dumps(line, sort_keys=False) + "\n" for line in lines).encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:  # one write on an O_APPEND descriptor: two benchmark processes never interleave their lines

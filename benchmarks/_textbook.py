@@ -4,6 +4,11 @@ way (Gulrajani et al.'s gan_toy.py for WGAN-GP; Arjovsky et al.'s Algorithm 1 fo
 Each loop draws its data from ``sample(n)`` and its noise and interpolation weights from torch's
 global RNG, reads its critic loss with ``.item()`` every critic step as gan_toy does, and keeps its
 optimizers between calls of ``run`` so that a benchmark can evaluate along the way.
+
+bf16 (``precision="bf16"``) is PyTorch's AMP recipe: a fresh ``torch.autocast`` context around each
+step's forwards and loss, the backward and the optimizer step outside it. One context around many
+steps is wrong, not just slow: autocast caches its bf16 copy of each weight until the context exits,
+so every forward after the first optimizer step would use the stale weights.
 """
 from __future__ import annotations
 
@@ -29,7 +34,10 @@ class TextbookLoop:
     def __init__(self, G: nn.Module, D: nn.Module, sample: Callable[[int], torch.Tensor], *, z_dim: int = 2,
                  batch: int = 256, lam: float = 0.1, lr: float = 1e-4, betas: tuple[float, float] = (0.5, 0.9),
                  n_critic: int = 5, clip: float | None = None, total_steps: int | None = None,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", precision: str = "fp32") -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.bf16 = precision == "bf16"
         self.G, self.D, self.sample, self.z_dim, self.device = G, D, sample, z_dim, device
         self.batch, self.lam, self.n_critic, self.clip = batch, lam, n_critic, clip
         if clip is None:
@@ -40,6 +48,10 @@ class TextbookLoop:
             self.opt_g = torch.optim.RMSprop(G.parameters(), lr=lr)
         self.lr, self.total, self.step = lr, total_steps, 0
         self.w = 0.0
+
+    def autocast(self) -> torch.autocast:
+        """A fresh context per step (module docstring): its weight-cast cache dies with the step."""
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def run(self, iters: int) -> float:
         G, D, b = self.G, self.D, self.batch
@@ -52,16 +64,17 @@ class TextbookLoop:
                 p.requires_grad = True
             for _ in range(self.n_critic):
                 real = self.sample(b)
-                with torch.no_grad():
-                    fake = G(torch.randn(b, self.z_dim, device=self.device))
                 D.zero_grad()
-                d_real, d_fake = D(real).mean(), D(fake).mean()
-                loss = d_fake - d_real
-                if self.clip is None:
-                    alpha = torch.rand(b, *([1] * (real.dim() - 1)), device=self.device).expand_as(real)
-                    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-                    (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
-                    loss = loss + self.lam * ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+                with self.autocast():
+                    with torch.no_grad():
+                        fake = G(torch.randn(b, self.z_dim, device=self.device)).float()
+                    d_real, d_fake = D(real).mean(), D(fake).mean()
+                    loss = d_fake - d_real
+                    if self.clip is None:
+                        alpha = torch.rand(b, *([1] * (real.dim() - 1)), device=self.device).expand_as(real)
+                        x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+                        (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
+                        loss = loss + self.lam * ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
                 loss.backward()
                 self.opt_d.step()
                 if self.clip is not None:
@@ -71,7 +84,9 @@ class TextbookLoop:
             for p in D.parameters():
                 p.requires_grad = False
             G.zero_grad()
-            (-D(G(torch.randn(b, self.z_dim, device=self.device))).mean()).backward()
+            with self.autocast():
+                loss_g = -D(G(torch.randn(b, self.z_dim, device=self.device))).mean()
+            loss_g.backward()
             self.opt_g.step()
             self.step += 1
         return self.w

@@ -69,20 +69,25 @@ def textbook_penalty(D: nn.Module, real: Tensor, fake: Tensor, lam: float) -> Te
 
 def textbook_mnist_step(G: nn.Module, D: nn.Module, optD: torch.optim.Optimizer, optG: torch.optim.Optimizer,
                         batch_iter: Iterator[Tensor], *, z_dim: int = SETTINGS["z_dim"],
-                        lam: float = SETTINGS["lam"], n_critic: int = SETTINGS["n_critic"]) -> float:
+                        lam: float = SETTINGS["lam"], n_critic: int = SETTINGS["n_critic"], bf16: bool = False) -> float:
     """One generator iteration: ``n_critic`` critic steps, then one generator step (module
     docstring). The batch size is the real batches'. Returns the last critic step's Wasserstein
-    estimate E[D(x)] - E[D(x~)] (read with .item() every critic step, as the authors do)."""
+    estimate E[D(x)] - E[D(x~)] (read with .item() every critic step, as the authors do).
+
+    ``bf16``: PyTorch's AMP recipe, a fresh autocast context around each step's forwards and loss
+    (one context around many steps would keep using its cached bf16 copies of the first weights)."""
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
     w = float("nan")
     for p in D.parameters():
         p.requires_grad_(True)
     for _ in range(n_critic):
         real = next(batch_iter)
         b = real.shape[0]
-        with torch.no_grad():
-            fake = G(torch.randn(b, z_dim))
-        d_real, d_fake = D(real).mean(), D(fake).mean()
-        loss = d_fake - d_real + textbook_penalty(D, real, fake, lam)
+        with autocast():
+            with torch.no_grad():
+                fake = G(torch.randn(b, z_dim)).float()
+            d_real, d_fake = D(real).mean(), D(fake).mean()
+            loss = d_fake - d_real + textbook_penalty(D, real, fake, lam)
         optD.zero_grad()
         loss.backward()
         optD.step()
@@ -90,7 +95,9 @@ def textbook_mnist_step(G: nn.Module, D: nn.Module, optD: torch.optim.Optimizer,
     for p in D.parameters():
         p.requires_grad_(False)  # the generator step needs no critic weight gradients
     optG.zero_grad()
-    (-D(G(torch.randn(b, z_dim))).mean()).backward()
+    with autocast():
+        loss_g = -D(G(torch.randn(b, z_dim))).mean()
+    loss_g.backward()
     optG.step()
     return w
 
@@ -100,7 +107,8 @@ class TextbookMNISTLoop:
     ``run(iters)`` does ``iters`` generator iterations and returns the last Wasserstein estimate;
     ``sample(n)`` draws n generated digits without gradients (for image_metrics)."""
 
-    def __init__(self, dim: int = 64, seed: int = 0) -> None:
+    def __init__(self, dim: int = 64, seed: int = 0, precision: str = "fp32") -> None:
+        self.bf16 = precision == "bf16"
         self.G, self.D = textbook_models(dim, seed)
         self.optD, self.optG = textbook_optimizers(self.G, self.D)
         self.batches = mnist_batches(SETTINGS["batch"], seed)
@@ -109,7 +117,7 @@ class TextbookMNISTLoop:
     def run(self, iters: int) -> float:
         w = float("nan")
         for _ in range(iters):
-            w = textbook_mnist_step(self.G, self.D, self.optD, self.optG, self.batches)
+            w = textbook_mnist_step(self.G, self.D, self.optD, self.optG, self.batches, bf16=self.bf16)
             self.steps += 1
         return w
 

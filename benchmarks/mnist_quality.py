@@ -143,11 +143,9 @@ def run_textbook(precision: str, steps: int, seed: int, every: int, curve: Curve
     from _textbook_mnist import TextbookMNISTLoop
 
     curve.start()
-    loop = TextbookMNISTLoop(dim=MNIST_CPU_DIM, seed=seed)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    loop = TextbookMNISTLoop(dim=MNIST_CPU_DIM, seed=seed, precision=precision)
     while loop.steps < steps:
-        with autocast:
-            loop.run(min(every, steps - loop.steps))
+        loop.run(min(every, steps - loop.steps))
         curve.on_eval(loop.steps, loop.G)
     return loop.G, dict(precision=precision, step_mode="textbook loop", n_critic=5)
 

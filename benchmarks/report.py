@@ -8,7 +8,10 @@ table with one row per (group, contender) and, per precision, the median seconds
 the quartiles of the rounds and the ratio against the group's plain-PyTorch baseline *at that
 precision* (fastwgan bf16 against textbook bf16, fp32 against fp32). What a precision change buys
 is a table of its own (the same contender, bf16 against fp32), never folded into a speed-up.
-Time-to-quality runs (time_to_quality*.jsonl) get their own table. Each (group, contender) comes
+Time-to-quality runs (time_to_quality*.jsonl) get their own table. The whole-iteration section
+opens with fastwgan's fastest contender against the ``jax.jit`` program at each precision (ratio
+of medians, each side naming its run); the matrix-product floor (matmul_floor.jsonl) is set beside
+fastwgan's fastest iteration at the same precision (% of floor). Each (group, contender) comes
 from the newest run that measured it, so a run of part of a suite (``--criteria 8gaussians``, one
 candidate recipe) replaces only what it measured; each run shown has its own header.
 A summary comes first: each time-to-quality criterion's contenders against the textbook fp32 loop,
@@ -37,11 +40,15 @@ TITLES = {
     "time_to_quality_to_end": "Time to quality and the final quality at equal steps (runs to the full budget)",
     "mnist_quality": "MNIST and Stacked MNIST: image quality at equal steps and time to quality",
     "compile_cache": "Compile cache: compiling the training step cold, and loading it in the next process",
+    "matmul_floor": "The matrix-product floor of one iteration: counted GFLOP at this CPU's product rate",
 }
 COMMANDS = (
     ("pytest benchmarks/ --benchmark-only", "every kernel and critic step against plain PyTorch (minutes)"),
-    ("python benchmarks/train_loop.py", "whole iterations, 6 contenders x 3 groups, compile time apart (about 12 "
-     "minutes on 2 idle cores, most of it compiling on a fresh cache)"),
+    ("python benchmarks/train_loop.py", "whole iterations, 8 contenders x 3 groups (jax.jit: WGAN-GP groups, with "
+     "`pip install \"fastwgan[bench-jax]\"`), compile time apart (about 15 minutes on 2 idle cores, most of it "
+     "compiling on a fresh cache)"),
+    ("python benchmarks/matmul_floor.py", "GFLOP of matrix products per WGAN-GP iteration (counted) and this CPU's "
+     "rate at those products' shapes, fp32 and bf16: the floor an iteration cannot beat (a few minutes)"),
     ("python benchmarks/train_loop.py --scaling", "the same over batch and width (about 25 minutes)"),
     ("python benchmarks/time_to_quality.py", "time to quality, 2 criteria x 4 contenders x 3 seeds (about 1.5-2 "
      "hours on 2 idle cores)"),
@@ -55,7 +62,7 @@ COMMANDS = (
     ("python benchmarks/compile_cache.py", "compile time of the default step: cold, warm from fastwgan's cache in "
      "a new process, and cold with one compile thread (about 10 minutes)"),
 )
-ORDER = ("mnist_quality", "time_to_quality", "time_to_quality_to_end", "compile_cache", "train_loop",
+ORDER = ("mnist_quality", "time_to_quality", "time_to_quality_to_end", "compile_cache", "train_loop", "matmul_floor",
          "train_loop_scaling", "gradient_penalty", "clipped_rmsprop")
 
 
@@ -79,7 +86,7 @@ def newest_runs(path: Path, include_smoke: bool = False) -> list[tuple[dict, lis
         if rec.get("kind") == "run":
             runs[rec["run"]] = rec
             order.append(rec["run"])
-        elif rec.get("kind") == "measurement":
+        elif rec.get("kind") == "measurement" and not rec.get("withdrawn"):  # listed apart: withdrawn_section
             rows[rec["run"]].append(rec)
     def key(r: dict) -> tuple:  # what one measurement stands for: seeds of one contender add up
         return r.get("group"), r.get("contender"), r.get("seed")
@@ -194,6 +201,68 @@ def precision_section(rows: list[dict]) -> list[str]:
         return []
     return ["", "What the precision change alone buys (the same contender, fp32 median / bf16 median; "
             "not a speed-up of fastwgan):", ""] + table(["group", "contender", "bf16 vs fp32"], out_rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# whole iterations: fastwgan's best against the JAX program; the matrix-product floor
+# ------------------------------------------------------------------------------------------------
+JAX = "jax.jit"
+
+
+def _where(run: dict) -> str:
+    return f"{run['date']}, {run['machine']['cpu']}"
+
+
+def best_fastwgan(found: list[tuple[dict, list[dict]]]) -> dict[tuple[str, str], tuple[dict, dict]]:
+    """(group, precision) -> (row, run) of the fastest fastwgan contender in the newest rows."""
+    best: dict[tuple[str, str], tuple[dict, dict]] = {}
+    for run, rows in found:
+        for r in rows:
+            k = (r["group"], r["precision"])
+            if r["contender"].startswith("fastwgan") and (k not in best or r["median_s"] < best[k][0]["median_s"]):
+                best[k] = (r, run)
+    return best
+
+
+def jax_section(found: list[tuple[dict, list[dict]]]) -> list[str]:
+    """Per group and precision: fastwgan's fastest contender against the jax.jit program at the
+    same precision, ratio = jax.jit median / fastwgan best median (> 1: fastwgan is faster), across
+    the suite's newest rows (each side names its run)."""
+    jax = {(r["group"], r["precision"]): (r, run) for run, rows in found for r in rows if r["contender"] == JAX}
+    best = best_fastwgan(found)
+    out_rows = []
+    for (g, p), (j, jrun) in jax.items():
+        if (g, p) not in best:
+            continue
+        f, frun = best[(g, p)]
+        same = "same run" if frun is jrun else f"{_where(frun)} / {_where(jrun)}"
+        out_rows.append([g, p, f["contender"], fmt_cell(f), fmt_cell(j), f"{j['median_s'] / f['median_s']:.2f}x",
+                         f"{f['compile_seconds']:.1f} s" if "compile_seconds" in f else "none (eager)",
+                         f"{j['compile_seconds']:.1f} s" if "compile_seconds" in j else "", same])
+    if not out_rows:
+        return []
+    return ["fastwgan's best path against the whole iteration as one `jax.jit` program (benchmarks/jax_loop.py), "
+            "at equal precision:", "",
+            *table(["group", "precision", "fastwgan best", "its median [quartiles]", "jax.jit median [quartiles]",
+                    "fastwgan best / jax.jit (speed: jax.jit median / fastwgan median)", "fastwgan compile",
+                    "jax.jit compile", "runs (fastwgan / jax.jit)"], out_rows), ""]
+
+
+def floor_section(rows: list[dict], train: list[tuple[dict, list[dict]]]) -> list[str]:
+    """Per group and precision: GFLOP of matrix products per iteration (counted), the rate at the
+    iteration's own product shapes, the floor (GFLOP / rate), and fastwgan's best iteration at
+    the same precision from the newest whole-iteration rows: % of floor = floor / fastwgan."""
+    best = best_fastwgan(train)
+    out_rows = []
+    for r in rows:
+        b = best.get((r["group"], r["precision"]))
+        pct = f"{100 * r['median_s'] / b[0]['median_s']:.0f}% ({b[0]['contender']})" if b else ""
+        out_rows.append([r["group"], r["precision"], f"{r['gflop']:.2f}", f"{r['gflop'] / r['median_s']:.0f}",
+                         f"{r['median_s'] * 1e3:.1f} [{r['q1_s'] * 1e3:.1f}-{r['q3_s'] * 1e3:.1f}]",
+                         f"{b[0]['median_s'] * 1e3:.1f}" if b else "", pct, r.get("counted", "")])
+    return table(["group", "precision", "GFLOP per iteration (counted)", "GFLOP/s at its product shapes",
+                  "floor ms [quartiles]", "fastwgan best ms (same precision)", "% of floor (floor / fastwgan)",
+                  "products counted"], out_rows)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -438,13 +507,37 @@ def render(results: Path, include_smoke: bool = False) -> str:
                 lines += run_header(run)
             lines += mnist_section(every) + mnist_pictures(every, results) + [""]
             continue
+        if path.stem == "train_loop":
+            lines += jax_section(found)
+        train = results / "train_loop.jsonl"
         for run, rows in found:
             lines += run_header(run)
-            lines += ttq_section(rows) if path.stem.startswith("time_to_quality") else speed_section(rows)
+            if path.stem == "matmul_floor":
+                lines += floor_section(rows, newest_runs(train, include_smoke) if train.exists() else [])
+            else:
+                lines += ttq_section(rows) if path.stem.startswith("time_to_quality") else speed_section(rows)
             lines.append("")
+    lines += withdrawn_section(files)
     for frag in sorted(results.glob("*.md")):
         lines += [f"## From `benchmarks/results/{frag.name}`", "", generated_fragment(frag), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def withdrawn_section(files: list[Path]) -> list[str]:
+    """Measurements found wrong after they were taken: kept in their results files with a
+    ``withdrawn`` reason, left out of every table above, listed here with that reason."""
+    rows = []
+    for path in files:
+        for line in path.read_text().splitlines():
+            rec = json.loads(line) if line.strip() else {}
+            if rec.get("kind") == "measurement" and rec.get("withdrawn"):
+                who, precision = str(rec.get("contender")), rec.get("precision") or ""
+                rows.append([path.name, str(rec.get("group")), who if precision in who else f"{who} {precision}",
+                             str(rec.get("seed", "")), rec["run"], rec["withdrawn"]])
+    if not rows:
+        return []
+    return ["## Withdrawn measurements", "", "Left out of every table above, for the reason given.", "",
+            *table(["file", "group", "contender", "seed", "run", "why"], rows), ""]
 
 
 def generated_fragment(path: Path) -> str:

@@ -135,3 +135,42 @@ def test_mnist_rows_add_seeds_across_runs_and_bound_a_ratio_the_baseline_never_r
     assert "| 3 |" in row  # seeds 0 (run a) and 1, 2 (run b) in one row
     assert "> 4.00x at 3x floor (the textbook loop never reached it in 200 s)" in row  # 200 s / median 50 s
     assert "| 11.7 +- 0.9 (5.0) |" in row  # the median of each seed's last 5 FDs (13, 11, 11), not its last spike
+
+
+def test_fastwgans_best_meets_jax_at_equal_precision_and_the_floor_sits_beside_it(tmp_path):
+    def m(run_id, contender, precision, median, **extra):
+        return dict(_m(run_id, contender, precision, median, baseline=contender == "textbook"), **extra)
+
+    _write(tmp_path / "train_loop.jsonl", [
+        _run("a"), m("a", "textbook", "fp32", 0.160), m("a", "fastwgan eager", "fp32", 0.150),
+        m("a", "fastwgan compiled", "fp32", 0.100, compile_seconds=40.0), m("a", "textbook", "bf16", 0.100),
+        m("a", "fastwgan eager", "bf16", 0.120), m("a", "fastwgan compiled", "bf16", 0.050, compile_seconds=40.0),
+        _run("b"), m("b", "jax.jit", "fp32", 0.090, compile_seconds=2.0), m("b", "jax.jit", "bf16", 0.060,
+                                                                           compile_seconds=2.5),
+    ])
+    _write(tmp_path / "matmul_floor.jsonl", [
+        _run("f", suite="matmul_floor"),
+        dict(_m("f", "matrix products alone (torch)", "bf16", 0.040), suite="matmul_floor", gflop=16.0),
+    ])
+    md = report.render(tmp_path)
+    jax_rows = md.split("fastwgan's best path against")[1].split("\n\n")[1].splitlines()
+    fp32 = next(x for x in jax_rows if x.startswith("| toy | fp32 |"))
+    bf16 = next(x for x in jax_rows if x.startswith("| toy | bf16 |"))
+    assert "| fastwgan compiled |" in fp32 and "| 0.90x |" in fp32  # 0.090 / 0.100: jax.jit is faster in fp32
+    assert "| fastwgan compiled |" in bf16 and "| 1.20x |" in bf16  # 0.060 / 0.050, the eager 0.120 not chosen
+    assert "| 40.0 s | 2.5 s |" in bf16 and "2026-01-01 00:00 UTC, Test CPU / 2026-01-01" in bf16  # two runs, named
+    floor = next(x for x in md.splitlines() if x.startswith("| toy | bf16 | 16.00 |"))
+    assert "| 400 |" in floor and "| 40.0 [40.0-40.0] |" in floor  # 16 GFLOP in 40 ms
+    assert "| 50.0 | 80% (fastwgan compiled) |" in floor  # floor 40 ms / fastwgan's best bf16 50 ms
+
+
+def test_a_withdrawn_measurement_is_left_out_of_the_tables_and_listed_with_its_reason(tmp_path):
+    _write(tmp_path / "train_loop.jsonl", [
+        _run("r"), _m("r", "textbook", "bf16", 0.080, True), _m("r", "fastwgan", "bf16", 0.020),
+        _run("s"), dict(_m("s", "textbook", "bf16", 0.010, True), withdrawn="stale weights"),
+    ])
+    md = report.render(tmp_path)
+    assert "4.00x" in md  # 0.080 / 0.020: the withdrawn 0.010 did not replace the earlier baseline
+    assert "0.50x" not in md and "2.00x" not in md
+    withdrawn = md.split("## Withdrawn measurements")[1]
+    assert "| train_loop.jsonl | toy | textbook bf16 |  | s | stale weights |" in withdrawn

@@ -37,7 +37,6 @@ quality at equal steps) time_to_quality_to_end.jsonl.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import json
@@ -207,12 +206,10 @@ def run_textbook(name: str, steps: int, precision: str, seed: int, every: int, e
     s = settings()
     source = as_data_source(name, batch_size=s["batch"], seed=seed)
     loop = TextbookLoop(G, D, lambda n: source.next_batch(n)[0], batch=s["batch"], lam=s["lam"], lr=s["lr"],
-                        betas=s["betas"], n_critic=s["n_critic"], total_steps=steps)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+                        betas=s["betas"], n_critic=s["n_critic"], total_steps=steps, precision=precision)
     ev.start()
     while loop.step < steps:
-        with autocast:
-            loop.run(min(every, steps - loop.step))
+        loop.run(min(every, steps - loop.step))
         if ev.on_eval(loop.step, G):
             break
     return {}

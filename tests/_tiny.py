@@ -2,6 +2,7 @@
 ``quick_train``: the trainer with a test's quiet defaults."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +29,11 @@ def tiny_models(kind: str = "mlp", *, n_classes: int = 0, width: int = 24, z_dim
 
 # what a test of the trainer's logic leaves out: the progress bar, the pictures, the evaluation
 QUIET = dict(progress=False, plots=False, eval_samples=0)
+# the same, spelled as `fastwgan train` flags
+QUIET_ARGS = [*([] if QUIET["progress"] else ["--no-progress"]), *([] if QUIET["plots"] else ["--no-plots"]),
+              "--eval-samples", str(QUIET["eval_samples"])]
+# this folder, for a test's subprocess to import this module (PYTHONPATH or sys.path)
+TESTS = str(Path(__file__).resolve().parent)
 
 
 def quick_train(generator: nn.Module | None, critic: nn.Module | None, data: Any = "8gaussians",

@@ -258,27 +258,42 @@ def compile_spec(jit, spec: Spec, arch: int) -> dict:
 # ------------------------------------------------------------------------------------------------
 # the child process and its caller
 # ------------------------------------------------------------------------------------------------
+_WORK: tuple[dict[str, Any], list[Spec]] | None = None  # (kernels, specs), set before the pool forks
+
+
+def _compile_one(job: tuple[int, int]) -> dict:
+    """Compile specs[i] for sm_<arch> in a pool worker; a failure is reported, not raised."""
+    kernels, specs = _WORK
+    i, arch = job
+    try:
+        return {**compile_spec(kernels[specs[i].kernel], specs[i], arch), "ok": True}
+    except Exception as e:  # noqa: BLE001 -- reported per specialization
+        return {"ok": False, "error": f"{type(e).__name__}: {str(e)[-2000:]}"}
+
+
 def _compile_all(archs: list[int]) -> dict:
     """Everything the test and the report need, as JSON-ready data."""
     import dataclasses
+    import multiprocessing
 
     import triton
 
+    global _WORK
     kernels = define_all()
     specs = enumerate_specs(kernels)
+    # Each compilation is single-threaded (Triton's passes, then ptxas and cuobjdump), so the
+    # jobs are spread over the machine's cores: forked workers inherit the kernels and specs
+    _WORK = (kernels, specs)
+    jobs = [(i, arch) for i in range(len(specs)) for arch in archs]
+    workers = max(1, min(len(os.sched_getaffinity(0)), 8))
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        done = dict(zip(jobs, pool.map(_compile_one, jobs, chunksize=4), strict=True))
     rows = []
-    for spec in specs:
-        row = {"id": spec.id, "kernel": spec.kernel, "signature": dict(spec.signature),
-               "constexprs": {n: _short(v) for n, v in spec.constexprs},
-               "divisible": list(spec.divisible), "options": dict(spec.options), "targets": {}}
-        for arch in archs:
-            try:
-                r = compile_spec(kernels[spec.kernel], spec, arch)
-                r["ok"] = True
-            except Exception as e:  # noqa: BLE001 -- reported per specialization
-                r = {"ok": False, "error": f"{type(e).__name__}: {str(e)[-2000:]}"}
-            row["targets"][f"sm_{arch}"] = r
-        rows.append(row)
+    for i, spec in enumerate(specs):
+        rows.append({"id": spec.id, "kernel": spec.kernel, "signature": dict(spec.signature),
+                     "constexprs": {n: _short(v) for n, v in spec.constexprs},
+                     "divisible": list(spec.divisible), "options": dict(spec.options),
+                     "targets": {f"sm_{arch}": done[(i, arch)] for arch in archs}})
     # negative control for the spill check: a register cap that forces ptxas to spill
     spec = next(s for s in specs if s.kernel == "clipped_rmsprop_kernel"
                 and dict(s.constexprs).get("CENTERED") and dict(s.constexprs).get("MOMENTUM"))

@@ -142,3 +142,81 @@ def test_cuda_mixed_precision_training(precision):
     r = quick_train(G, D, "8gaussians", steps=3, batch_size=16, n_critic=2, device="cuda", precision=precision)
     assert all(torch.isfinite(p).all() for p in list(G.parameters()) + list(D.parameters()))
     assert len(r.history) == 3
+
+
+class _Work(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the matrix products' FLOPs by dtype (2 m n k each) and the elements cast by ``_to_copy``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops: dict[torch.dtype, int] = {}
+        self.cast = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func.overloadpacket.__name__
+        if name in ("mm", "addmm"):
+            a, b = args[-2], args[-1]
+            self.flops[a.dtype] = self.flops.get(a.dtype, 0) + 2 * a.shape[0] * a.shape[1] * b.shape[1]
+        elif name == "_to_copy":
+            self.cast += args[0].numel()
+        return func(*args, **kwargs)
+
+
+def _textbook_amp_iteration(G, D, opt_g, opt_d, x, n_critic: int, lam: float) -> None:
+    """One generator iteration of gan_toy's WGAN-GP with PyTorch's AMP recipe (autocast around each
+    forward and its loss; backward and step outside, so each step casts the current weights)."""
+    B = x.shape[0]
+    for _ in range(n_critic):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.no_grad():
+                fake = G(torch.randn(B, 2)).float()
+            loss = D(fake).float().mean() - D(x).float().mean()
+            alpha = torch.rand(B, 1)
+            x_hat = (alpha * x + (1 - alpha) * fake).requires_grad_(True)
+            (g,) = torch.autograd.grad(D(x_hat).float().sum(), x_hat, create_graph=True)
+            loss = loss + lam * ((g.norm(2, dim=1) - 1) ** 2).mean()
+        opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_d.step()
+    D.requires_grad_(False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss_g = -D(G(torch.randn(B, 2))).float().mean()
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    D.requires_grad_(True)
+
+
+def test_eager_bf16_step_does_no_more_work_than_plain_autocast(monkeypatch):
+    """The eager bf16 iteration is never slower than the textbook loop under autocast by
+    construction: every matrix product runs in bf16, there are fewer of them (the pruned double
+    backward skips the products on all-zero tensors that autograd's ReLU double backward runs), and
+    no more elements are cast (each weight once per step, as autocast's cache does). Counted, not
+    timed: the count holds on any CPU, AMX or not, idle or loaded."""
+    from fastwgan.ops.activations import with_torch_activations
+    from fastwgan.training import eager
+
+    from _tiny import tiny_models
+
+    B, n_critic, lam = 32, 5, 0.1
+    G, D = tiny_models("mlp", width=64, z_dim=2)
+    tb_G, tb_D = with_torch_activations(G), with_torch_activations(D)
+    ours = _Work()
+    step = eager.EagerStep.__call__
+
+    def counted(self, t, feed):  # the trainer's iterations, without its set-up and probes
+        with ours:
+            return step(self, t, feed)
+
+    monkeypatch.setattr(eager.EagerStep, "__call__", counted)
+    quick_train(G, D, "8gaussians", loss="wgan-gp", steps=1, batch_size=B, n_critic=n_critic, lam=lam, z_dim=2,
+                device="cpu", precision="bf16", compile=False)
+    plain = _Work()
+    opt_d, opt_g = torch.optim.Adam(tb_D.parameters()), torch.optim.Adam(tb_G.parameters())
+    with plain:
+        _textbook_amp_iteration(tb_G, tb_D, opt_g, opt_d, torch.randn(B, 2), n_critic, lam)
+    assert set(ours.flops) == {torch.bfloat16}, f"matrix products outside bf16: {ours.flops}"
+    assert set(plain.flops) == {torch.bfloat16}
+    assert ours.flops[torch.bfloat16] < plain.flops[torch.bfloat16]
+    assert ours.cast <= plain.cast

@@ -7,6 +7,8 @@ import pytest
 
 from fastwgan.cli import main
 
+from _tiny import QUIET_ARGS
+
 
 def test_help_lists_data_sets_losses_and_examples(capsys):
     with pytest.raises(SystemExit) as e:
@@ -67,9 +69,18 @@ def _one_line_error(capsys) -> str:
 
 
 def test_bogus_device_is_one_line(capsys, tmp_path):
-    assert main(["train", "--data", "8gaussians", "--device", "bogus", "--out", str(tmp_path / "x")]) == 2
-    assert "--device 'bogus'" in _one_line_error(capsys)
-    assert not (tmp_path / "x").exists()  # said before any work
+    import torch
+
+    # decided by fastwgan.hardware.resolve_device, as the trainer decides it: not a device, a device
+    # fastwgan does not train on, CUDA on a machine without it
+    bad = {"bogus": "is not a device", "meta": "trains on 'cpu' or 'cuda'"}
+    if not torch.cuda.is_available():
+        bad["cuda:0"] = "CUDA is not available: use --device='cpu'"
+    for device, why in bad.items():
+        assert main(["train", "--data", "8gaussians", "--device", device, "--out", str(tmp_path / "x")]) == 2
+        err = _one_line_error(capsys)
+        assert f"--device {device!r}" in err and why in err, err
+        assert not (tmp_path / "x").exists()  # said before any work
 
 
 def test_backend_triton_without_triton_is_one_line(capsys, tmp_path, monkeypatch):
@@ -141,6 +152,6 @@ def test_tensorboard_without_tensorboard_names_the_extra(monkeypatch, capsys, tm
     monkeypatch.delitem(sys.modules, "torch.utils.tensorboard", raising=False)
     with pytest.raises(ImportError, match=r'pip install "fastwgan\[tensorboard\]"'):
         extras.require("tensorboard", "torch.utils.tensorboard")
-    code = main(["train", "--data", "8gaussians", "--steps", "1", "--tensorboard", "--no-progress", "--no-plots",
-                 "--eval-samples", "0", "--out", str(tmp_path / "x")])
+    code = main(["train", "--data", "8gaussians", "--steps", "1", "--tensorboard", *QUIET_ARGS,
+                 "--out", str(tmp_path / "x")])
     assert code == 2 and 'pip install "fastwgan[tensorboard]"' in _one_line_error(capsys)

@@ -25,7 +25,7 @@ from fastwgan import distributed as fd
 from fastwgan.data import as_data_source
 from fastwgan.models import MLPCritic, MLPGenerator
 
-from _tiny import quick_train
+from _tiny import QUIET_ARGS, TESTS, quick_train
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 STEPS, N_CRITIC, B = 3, 2, 8  # per-rank batch 8, global batch 16
@@ -35,10 +35,10 @@ WORKER = textwrap.dedent("""
     import torch
     import torch.distributed as dist
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
-    import fastwgan
     from fastwgan import checkpoint as ckpt
     from fastwgan import distributed as fd
     from fastwgan.models import MLPCritic, MLPGenerator
+    from _tiny import quick_train  # tests/ is on PYTHONPATH: the tests' quiet settings
 
     outdir, steps, n_critic, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     dist.init_process_group("gloo")  # the caller's own process group: train() joins it
@@ -63,9 +63,9 @@ WORKER = textwrap.dedent("""
         G, D = MLPGenerator(width=16), MLPCritic(width=16)
         reduced.clear()
         saved.clear()
-        r = fastwgan.train(G, D, "8gaussians", loss=loss, steps=steps, batch_size=batch, n_critic=n_critic,
-                           seed=5, device="cpu", out=os.path.join(outdir, loss), checkpoint_every=2, precision="fp32",
-                           progress=False, eval_samples=0, plots=False, log_every=1)
+        r = quick_train(G, D, "8gaussians", loss=loss, steps=steps, batch_size=batch, n_critic=n_critic,
+                        seed=5, device="cpu", out=os.path.join(outdir, loss), checkpoint_every=2, precision="fp32",
+                        log_every=1)
         torch.save({"G": G.state_dict(), "D": D.state_dict(), "reduced": list(reduced), "saved": list(saved),
                     "history": r.history, "config": r.config},
                    os.path.join(outdir, f"{loss}-rank{rank}.pt"))
@@ -76,16 +76,17 @@ WORKER = textwrap.dedent("""
             dist.barrier()
             torch.manual_seed(99)  # other inits: everything must come from the checkpoint
             G, D = MLPGenerator(width=16), MLPCritic(width=16)
-            fastwgan.train(G, D, "8gaussians", loss=loss, steps=steps, batch_size=batch, n_critic=n_critic,
-                           seed=5, device="cpu", out=os.path.join(outdir, loss), checkpoint_every=2, precision="fp32",
-                           progress=False, eval_samples=0, plots=False, log_every=1, resume=True)
+            quick_train(G, D, "8gaussians", loss=loss, steps=steps, batch_size=batch, n_critic=n_critic,
+                        seed=5, device="cpu", out=os.path.join(outdir, loss), checkpoint_every=2, precision="fp32",
+                        log_every=1, resume=True)
             torch.save({"G": G.state_dict(), "D": D.state_dict()}, os.path.join(outdir, f"resumed-rank{rank}.pt"))
     dist.destroy_process_group()
 """)
 
 
 def _torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, TESTS, os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
     r = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -203,7 +204,7 @@ def test_sharded_stream_concatenates_to_the_single_process_stream():
 def test_torchrun_dash_m_fastwgan_train(tmp_path):
     out = tmp_path / "run"
     r = _torchrun("-m", "fastwgan", "train", "--data", "8gaussians", "--steps", "2", "--batch-size", "8",
-                  "--n-critic", "1", "--eval-samples", "0", "--no-progress", "--no-plots", "--out", str(out),
+                  "--n-critic", "1", *QUIET_ARGS, "--out", str(out),
                   cwd=tmp_path)
     assert r.stdout.count("\"w_estimate\"") == 1  # rank 0 reports; rank 1 is quiet
     summary = json.loads((out / "summary.json").read_text())

@@ -22,12 +22,12 @@ from fastwgan.reference.gradient_penalty import gradient_penalty as textbook_pen
 from _rules import EPS32, assert_fp64_rule
 
 
-def _objective_grads(critic, real, fake, alpha, lam, ours: bool):
+def _objective_grads(critic, real, fake, alpha, lam, ours: bool, joined: bool = False):
     critic = copy.deepcopy(critic)
     if ours:
         total, terms = critic_objective(lambda x, y: call(critic, x, y), real, fake, None, loss="wgan-gp",
                                         penalty=lambda r, f, y: gradient_penalty(critic, r, f, lam=lam, alpha=alpha,
-                                                                                 backend="cpp"))
+                                                                                 backend="cpp"), joined=joined)
         loss, pen = terms.loss_d, terms.penalty
     else:  # textbook
         loss = critic(fake).mean() - critic(real).mean()
@@ -38,8 +38,10 @@ def _objective_grads(critic, real, fake, alpha, lam, ours: bool):
                      [p.grad.detach().reshape(-1) for p in critic.parameters()]).double()
 
 
+@pytest.mark.parametrize("joined", [False, True])
 @pytest.mark.parametrize("size", [8, 16])
-def test_critic_objective_equals_textbook(size):
+def test_critic_objective_equals_textbook(size, joined):
+    """Also with real and fake joined in one forward (``joined``): the textbook's two forwards."""
     torch.manual_seed(size)
     base = DCGANCritic(img_size=size, ndf=8, norm="layer")
     real, fake = torch.randn(5, 3, size, size), torch.randn(5, 3, size, size)
@@ -47,8 +49,26 @@ def test_critic_objective_equals_textbook(size):
     ref64 = _objective_grads(base.double(), real.double(), fake.double(), alpha.double(), 10.0, False)
     base.float()
     plain = _objective_grads(base, real, fake, alpha, 10.0, False)
-    ours = _objective_grads(base, real, fake, alpha, 10.0, True)
+    ours = _objective_grads(base, real, fake, alpha, 10.0, True, joined)
     assert_fp64_rule(ours, plain, ref64, what="critic objective and its gradients")
+
+
+def test_joined_critic_objective_splits_labelled_scores_in_order():
+    """Joined, a conditional critic gets cat(y, y) with cat(real, fake), and the scores come back as
+    (real, fake): the terms equal the two-forward terms (fp64 rule); swapping the halves fails it."""
+    torch.manual_seed(0)
+    D = MLPCritic(in_dim=2, width=16, n_classes=3)
+    real, fake, y = torch.randn(7, 2), torch.randn(7, 2), torch.randint(0, 3, (7,))
+
+    def terms(model, dtype, joined):
+        total, t = critic_objective(lambda x, lab: call(model, x, lab), real.to(dtype), fake.to(dtype), y,
+                                    loss="wgan", joined=joined)
+        return torch.cat([total.reshape(1), t.loss_d.reshape(1), t.d_real, t.d_fake]).double()
+
+    D64 = copy.deepcopy(D).double()
+    ref64, plain = terms(D64, torch.float64, False), terms(D, torch.float32, False)
+    assert_fp64_rule(terms(D, torch.float32, True), plain, ref64, what="joined critic objective")
+    assert_fp64_rule(terms(D64, torch.float64, True), plain, ref64, what="joined critic objective, fp64")
 
 
 def test_critic_objective_without_penalty_is_the_plain_loss():

@@ -29,7 +29,7 @@ from fastwgan import checkpoint as ckpt
 from fastwgan.cli import main as cli_main
 from fastwgan.models import MLPCritic, MLPGenerator
 
-from _tiny import quick_train
+from _tiny import QUIET_ARGS, TESTS, quick_train
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -38,8 +38,8 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 SCRIPT = textwrap.dedent("""
     import os, sys, time
     import torch
-    import fastwgan
     from fastwgan.models import MLPCritic, MLPGenerator
+    from _tiny import quick_train  # tests/ is on PYTHONPATH: the tests' quiet settings
 
     out, steps, every, result = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     delay = float(os.environ.get("STEP_DELAY", "0"))
@@ -51,10 +51,9 @@ SCRIPT = textwrap.dedent("""
 
     torch.manual_seed(1)
     G, D = MLPGenerator(width=16), MLPCritic(width=16)
-    fastwgan.train(G, D, "8gaussians", loss=os.environ.get("LOSS", "wgan-gp"), steps=steps, batch_size=16,
-                   n_critic=n_critic_schedule, seed=7, device="cpu", out=out or None, checkpoint_every=every,
-                   keep_checkpoints=2, resume="--resume" in sys.argv, progress=False, eval_samples=0,
-                   plots=False, log_every=5)
+    quick_train(G, D, "8gaussians", loss=os.environ.get("LOSS", "wgan-gp"), steps=steps, batch_size=16,
+                n_critic=n_critic_schedule, seed=7, device="cpu", out=out or None, checkpoint_every=every,
+                keep_checkpoints=2, resume="--resume" in sys.argv, log_every=5)
     torch.save({"G": G.state_dict(), "D": D.state_dict()}, result)
 """)
 STEPS, EVERY = 40, 4
@@ -63,7 +62,7 @@ STEPS, EVERY = 40, 4
 def _run(tmp: Path, out: str, result: Path, *flags: str, delay: float = 0.0, wait: bool = True, loss="wgan-gp"):
     script = tmp / "run_tiny.py"
     script.write_text(SCRIPT)
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), STEP_DELAY=str(delay),
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, TESTS, os.environ.get("PYTHONPATH", "")]), STEP_DELAY=str(delay),
                LOSS=loss, OMP_NUM_THREADS="1")  # same thread count in every run: same float sums
     cmd = [sys.executable, str(script), out, str(STEPS), str(EVERY), str(result), *flags]
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -160,8 +159,8 @@ def test_signal_in_process_raises_training_interrupted(tmp_path, sig):
 
 
 def test_cli_checkpoint_every_and_resume_continue_exactly(tmp_path, capsys):
-    base = ["train", "--data", "8gaussians", "--steps", "6", "--batch-size", "16", "--eval-samples", "0",
-            "--no-progress", "--no-plots", "--seed", "3", "--n-critic", "2", "--lr", "1e-3"]
+    base = ["train", "--data", "8gaussians", "--steps", "6", "--batch-size", "16", *QUIET_ARGS,
+            "--seed", "3", "--n-critic", "2", "--lr", "1e-3"]
     assert cli_main(base + ["--out", str(tmp_path / "a")]) == 0
     assert cli_main(base + ["--out", str(tmp_path / "b"), "--checkpoint-every", "4"]) == 0
     final_b = ckpt.checkpoint_path(tmp_path / "b" / "checkpoints", 6)

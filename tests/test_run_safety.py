@@ -74,13 +74,16 @@ def test_a_new_run_into_a_folder_holding_a_run_is_refused_or_moves_it_aside(tmp_
     assert sorted(_snapshot(run)) == ["ckpt-00000002.pt", "ckpt-00000004.pt"]
 
 
+# The first writer: long enough to outlive the test. compile=False: at this many steps compile="auto"
+# would compile first on a CPU with native bf16 (about 30 s before the first checkpoint), and the
+# lock under test is the same either way.
 _WRITER = """
 import sys
 sys.path.insert(0, {tests!r})
 from _tiny import quick_train, tiny_models
 G, D = tiny_models("mlp", width=8, z_dim=2)
 quick_train(G, D, "8gaussians", out={out!r}, steps=100000, batch_size=16, n_critic=1, checkpoint_every=2,
-            handle_signals=False)
+            handle_signals=False, compile=False)
 """
 
 

@@ -15,6 +15,10 @@ All three runs go through
 ``fastwgan.train`` with the same data, seed and settings, so they draw the same numbers (the fp64
 run gets them cast up); every parameter, buffer and optimizer state tensor of the final checkpoint
 and every logged metric is compared. ``fullgraph=True`` is what a CUDA graph needs as well.
+
+Compiling is most of this file's time, so a run whose settings several tests share is made once per
+module (``_run``'s cache: the fp64 and eager runs of the negative controls are the positive tests'
+runs); a run a test changes (a monkeypatch) is never taken from or put in the cache.
 """
 from __future__ import annotations
 
@@ -44,8 +48,23 @@ def _data(kind: str, n_classes: int, n: int = 64):
     return (x, torch.randint(0, n_classes, (n,), generator=g)) if n_classes else x
 
 
-def _run(tmp_path, name, kind, loss, dtype, compile, precision="fp32", n_classes=0, n_critic=2, lam=1.0, clip=0.5):
-    """``fastwgan.train`` for ITERS iterations; the final checkpoint's tensors and the history."""
+_RUNS: dict = {}  # (settings) -> (tensors, result): runs shared by the tests of this module
+
+
+def _run(tmp_path, name, kind, loss, dtype, compile, precision="fp32", n_classes=0, n_critic=2, lam=1.0, clip=0.5,
+         fresh=False):
+    """``fastwgan.train`` for ITERS iterations; the final checkpoint's tensors and the history.
+    Runs with the same settings are made once per module unless ``fresh`` (a patched run)."""
+    key = (kind, loss, dtype, compile, precision, n_classes, n_critic, lam, clip)
+    if not fresh and key in _RUNS:
+        return _RUNS[key]
+    out = _train_run(tmp_path, name, kind, loss, dtype, compile, precision, n_classes, n_critic, lam, clip)
+    if not fresh:
+        _RUNS[key] = out
+    return out
+
+
+def _train_run(tmp_path, name, kind, loss, dtype, compile, precision, n_classes, n_critic, lam, clip):
     G, D = tiny_models(kind, n_classes=n_classes)
     G, D = G.to(dtype), D.to(dtype)
     decay = "none" if loss == "wgan" else "linear"  # lr changes every step: a value, never a recompile
@@ -70,10 +89,10 @@ def _atol(ref: torch.Tensor, precision: str = "fp32") -> float:
     return ulps_atol(ref)
 
 
-def _check_rule(tmp_path, kind, loss, precision="fp32", **kw):
+def _check_rule(tmp_path, kind, loss, precision="fp32", fresh_compiled=False, **kw):
     ref, ref_run = _run(tmp_path, "fp64", kind, loss, torch.float64, False, **kw)
     eager, eager_run = _run(tmp_path, "eager", kind, loss, torch.float32, False, precision, **kw)
-    comp, comp_run = _run(tmp_path, "compiled", kind, loss, torch.float32, True, precision, **kw)
+    comp, comp_run = _run(tmp_path, "compiled", kind, loss, torch.float32, True, precision, fresh=fresh_compiled, **kw)
     assert comp_run.step_mode == "compiled" and comp_run.compile_seconds > 0
     assert eager_run.step_mode == "eager" and ref_run.step_mode == "eager"
     assert len(ref) == len(eager) == len(comp) and all(a.shape == b.shape for a, b in zip(ref, comp, strict=True))
@@ -133,7 +152,7 @@ def test_a_wrong_lr_in_the_compiled_step_fails_the_rule(tmp_path, monkeypatch, p
     """Negative control: the compiled step with its lr decay disconnected breaks the rule."""
     monkeypatch.setattr(StaticStep, "set_lr", lambda self, lr_d, lr_g: None)
     with pytest.raises(AssertionError, match="fp64 truth"):
-        _check_rule(tmp_path, "mlp", "wgan-gp", precision)
+        _check_rule(tmp_path, "mlp", "wgan-gp", precision, fresh_compiled=True)
 
 
 def test_static_step_stages_the_eager_runners_random_numbers():
@@ -299,3 +318,121 @@ def test_many_compiled_runs_in_one_process_do_not_share_a_recompile_limit():
             r = quick_train(G, D, "8gaussians", loss="wgan", clip=0.01 * (seed + 1), steps=1, batch_size=8,
                             device="cpu", compile=True)
             assert r.step_mode == "compiled"
+
+
+# -- one forward on cat(real, fake) (StaticStep.join) -------------------------------------------
+class _MinibatchStd(torch.nn.Module):
+    """A batch-coupled critic without a BatchNorm module: every score depends on the batch's spread
+    (ProGAN's minibatch standard deviation), which only the numerical check can see."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = MLPCritic(in_dim=3, width=16)
+
+    def forward(self, x):
+        spread = x.std(0).mean().expand(x.shape[0], 1)
+        return self.net(torch.cat([x, spread], 1))
+
+
+class _BatchMeanScore(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = MLPCritic(in_dim=2, width=16)
+
+    def forward(self, x):
+        s = self.net(x)
+        return s - s.mean()
+
+
+def test_batch_independent_accepts_per_sample_critics_and_refuses_batch_coupled_ones():
+    from fastwgan.models import DCGANCritic
+    from fastwgan.training.static import batch_independent
+
+    torch.manual_seed(0)
+    x2, img = torch.randn(13, 2), torch.randn(13, 1, 16, 16)
+    assert batch_independent(MLPCritic(in_dim=2, width=16), x2)
+    assert batch_independent(MLPCritic(in_dim=2, width=16, n_classes=3), x2, torch.randint(0, 3, (13,)))
+    assert batch_independent(DCGANCritic(img_size=16, channels=1, ndf=8, norm="layer"), img)
+    # batch statistics, seen by module type (BatchNorm, dropout) or by the numbers (the others)
+    assert not batch_independent(DCGANCritic(img_size=16, channels=1, ndf=8, norm="batch"), img)
+    assert not batch_independent(torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Dropout(0.5),
+                                                     torch.nn.Linear(8, 1)), x2)
+    assert not batch_independent(_MinibatchStd(), x2)
+    assert not batch_independent(_BatchMeanScore(), x2)
+    # the same BatchNorm critic in eval mode scores each sample on its own
+    assert batch_independent(DCGANCritic(img_size=16, channels=1, ndf=8, norm="batch").eval(), img)
+
+
+def _joins(monkeypatch) -> list[str]:
+    """The join each StaticStep of the test decided on, in order."""
+    seen: list[str] = []
+    decide = StaticStep.decide_join
+
+    def spy(self):
+        seen.append(decide(self))
+        return seen[-1]
+
+    monkeypatch.setattr(StaticStep, "decide_join", spy)
+    return seen
+
+
+def test_a_batch_coupled_critic_keeps_separate_forwards(monkeypatch):
+    """A join asked for on a critic whose scores couple the batch is refused at set-up."""
+    from fastwgan.training import static
+
+    joins = _joins(monkeypatch)
+    monkeypatch.setattr(static, "DEFAULT_JOIN", "real+fake")
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        r = quick_train(MLPGenerator(z_dim=2, width=8), _BatchMeanScore(), "8gaussians", loss="wgan", steps=1,
+                        batch_size=8, device="cpu", compile=True)
+    assert r.step_mode == "compiled" and joins == ["separate"]
+
+
+def _compiled64(tmp_path, monkeypatch, join):
+    """The compiled conditional WGAN-LP step in float64 with ``join`` asked for (a fresh run)."""
+    from fastwgan.training import static
+
+    joins = _joins(monkeypatch)
+    monkeypatch.setattr(static, "DEFAULT_JOIN", join)
+    out = _run(tmp_path, f"{join}-64", "mlp", "wgan-lp", torch.float64, True, n_classes=3, fresh=True)
+    monkeypatch.undo()
+    assert joins == [join]
+    return out
+
+
+def test_joined_critic_forward_equals_separate_forwards_by_the_fp64_rule(tmp_path, monkeypatch):
+    """The compiled step with one forward on cat(real, fake) against the same compiled step with
+    separate forwards, both in float64, over ITERS steps: every parameter, buffer, optimizer state
+    tensor and logged metric, by the fp64 rule (err(ref32): the eager fp32 trainer's). Conditional,
+    so the labels' join is checked too. A wrong split (real and fake swapped) flips the Wasserstein
+    estimate's sign and fails it by O(1) (planted once, seen to fail)."""
+    sep64, sep64_run = _compiled64(tmp_path, monkeypatch, "separate")
+    join64, join64_run = _compiled64(tmp_path, monkeypatch, "real+fake")
+    ref32, ref32_run = _run(tmp_path, "eager", "mlp", "wgan-lp", torch.float32, False, n_classes=3)  # shared
+    assert len(sep64) == len(join64) == len(ref32)
+    for i, (t, j, r) in enumerate(zip(sep64, join64, ref32, strict=True)):
+        if not t.is_floating_point():
+            assert torch.equal(t, j), i
+        else:
+            assert_fp64_rule(j, r, t, atol=ulps_atol(t), what=f"joined fp64 tensor {i} {tuple(t.shape)}")
+    for k in ("w_estimate", "loss_d", "penalty", "loss_g", "param_norm"):
+        t, j, r = (torch.tensor([h[k] for h in run.history], dtype=torch.float64)
+                   for run in (sep64_run, join64_run, ref32_run))
+        assert_fp64_rule(j, r, t, atol=ulps_atol(t), what=f"joined fp64 {k}")
+
+
+def test_the_compiled_step_compiles_one_graph_per_update_kind():
+    """n_critic updates share one compiled critic update (two with a lazy penalty: with and without
+    it) and one generator update: no recompilation for k = 0..n_critic-1, nor for the next steps."""
+    import torch._dynamo.utils as du
+
+    before = du.counters["stats"]["unique_graphs"]
+    recompiles = sum(du.counters["recompiles"].values()) if "recompiles" in du.counters else 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        r = _train(compile=True, n_critic=4, penalty_every=2, steps=3, log_every=1, lr_decay="linear")
+    assert r.step_mode == "compiled"
+    assert du.counters["stats"]["unique_graphs"] - before == 3  # critic with penalty, without, generator
+    assert (sum(du.counters["recompiles"].values()) if "recompiles" in du.counters else 0) == recompiles

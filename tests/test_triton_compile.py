@@ -18,8 +18,8 @@ both targets and held to:
   on aligned rows whose length is a multiple of 16;
 * every ``@triton.jit`` of fastwgan.ops is covered, with the expected number of specializations.
 
-All compilations run once per session in one child process (a module-scoped fixture): 280 of
-them, a few tenths of a second each.
+All compilations run once per session in one child process (a module-scoped fixture), which spreads
+its 280 single-threaded compilations over the machine's cores (tests/_triton_specs.py).
 """
 from __future__ import annotations
 

@@ -16,7 +16,10 @@ import argparse
 import json
 import os
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:  # torch is imported only by the commands that need it (a fast --help)
+    import torch
 
 EPILOG = """\
 examples:
@@ -169,28 +172,15 @@ def _one_line(e: BaseException) -> str:
     return msg
 
 
-def _check_device(device: str) -> None:
-    if device == "auto":
-        return
-    import torch
-
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"--device {device!r} is not a device: use auto, cpu, cuda or cuda:N") from None
-
-
-def _check_backend(requested: str, device: str) -> None:
-    """An explicit --backend that cannot run here is bad input, said before any work."""
+def _check_backend(requested: str, device: torch.device) -> None:
+    """An explicit --backend that cannot run on ``device`` is bad input, said before any work."""
     if requested == "auto":
         return
     from . import backend
-    from .hardware import auto_device
 
-    dev = auto_device() if device == "auto" else device
     for op in ("clipped_rmsprop", "gradient_penalty"):
         try:
-            backend.resolve(op, dev, requested)
+            backend.resolve(op, device, requested)
         except RuntimeError as e:
             raise ValueError(f"--backend {requested}: {e}") from None
 
@@ -200,8 +190,10 @@ def _train(args) -> int:
 
     import fastwgan
 
-    _check_device(args.device)
-    _check_backend(args.backend, args.device)
+    from .hardware import resolve_device
+
+    # --device decided where the trainer decides it (hardware.resolve_device), said before any work
+    _check_backend(args.backend, resolve_device(args.device, setting="--device"))
     n_critic = args.n_critic
     if n_critic is not None and n_critic.isdigit():
         n_critic = int(n_critic)

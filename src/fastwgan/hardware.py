@@ -14,19 +14,19 @@ def auto_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device, setting: str = "device") -> torch.device:
     """``device`` as a torch.device, ``"auto"`` resolved; a device this machine cannot train on is
-    refused with the fix."""
+    refused with the fix, naming ``setting`` (``"device"``, or the CLI's ``"--device"``)."""
     if device == "auto":
         return auto_device()
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device {device!r} is not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N' ({e})") from None
+        raise ValueError(f"{setting} {device!r} is not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N' ({e})") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available: use device='cpu'")
+        raise ValueError(f"{setting} {device!r} was asked for but CUDA is not available: use {setting}='cpu'")
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r}: fastwgan trains on 'cpu' or 'cuda' devices")
+        raise ValueError(f"{setting} {device!r}: fastwgan trains on 'cpu' or 'cuda' devices")
     return dev
 
 

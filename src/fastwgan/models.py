@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fastwgan.labels import check_labels
 from fastwgan.ops.activations import LeakyReLU, ReLU
 
 # --------------------------------------------------------------------------------------------
@@ -110,14 +111,11 @@ def _check_classes(n_classes: int) -> None:
 
 
 def _need_labels(model: nn.Module, y: Tensor | None, batch: int) -> Tensor:
-    if y is None:
-        raise ValueError(
-            f"{type(model).__name__} is conditional (n_classes={model.n_classes}) and needs labels: call it as "
-            "model(input, y) with y int64 class ids of shape (B,), or build it with n_classes=0."
-        )
-    if y.dim() != 1 or y.shape[0] != batch:
-        raise ValueError(f"labels must have shape ({batch},) (one class id per sample), got {tuple(y.shape)}.")
-    return y.long()
+    """A conditional model's labels, checked by ``fastwgan.labels.check_labels`` (presence, dtype,
+    shape; not the values: a host read in every forward would sync the device and break compiled
+    graphs, and the embedding refuses an id out of range)."""
+    return check_labels(y, batch, model.n_classes, who=type(model).__name__, values=False,
+                        how="y (call it as model(input, y), or build it with n_classes=0)")
 
 
 def _generator_input(gen: nn.Module, z: Tensor, y: Tensor | None) -> Tensor:

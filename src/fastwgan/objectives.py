@@ -75,11 +75,19 @@ class CriticTerms(NamedTuple):
 
 
 def critic_objective(critic: Critic, real: Tensor, fake: Tensor, y: Tensor | None, *, loss: str,
-                     penalty: Penalty | None = None) -> tuple[Tensor, CriticTerms]:
-    """(L_D + P, its terms). Real and fake go through the critic in two forwards (a joined forward
-    was measured no faster on the CPU); ``penalty=None`` means no penalty term (a zero)."""
-    d_real = critic(real, y).reshape(-1).float()
-    d_fake = critic(fake, y).reshape(-1).float()
+                     penalty: Penalty | None = None, joined: bool = False) -> tuple[Tensor, CriticTerms]:
+    """(L_D + P, its terms); ``penalty=None`` means no penalty term (a zero). Real and fake go
+    through the critic in two forwards, or with ``joined`` in one forward of cat(real, fake) split
+    back in that order: the same scores for a critic that scores each sample on its own (the caller
+    checks that: :func:`fastwgan.training.static.batch_independent`), with 2B-row matrix products.
+    The eager runner keeps two forwards (a joined forward was measured no faster there)."""
+    if joined:
+        B = real.shape[0]
+        d = critic(torch.cat([real, fake]), None if y is None else torch.cat([y, y])).reshape(-1).float()
+        d_real, d_fake = d[:B], d[B:]
+    else:
+        d_real = critic(real, y).reshape(-1).float()
+        d_fake = critic(fake, y).reshape(-1).float()
     loss_d = critic_loss(loss, d_real, d_fake)
     pen = torch.zeros((), device=d_real.device) if penalty is None else penalty(real, fake, y)
     return loss_d + pen, CriticTerms(loss_d, pen, d_real, d_fake)

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from . import backend as _backend
+from .labels import check_labels
 from .ops.activations import pruned_double_backward
 from .ops import gradient_penalty as _ops
 
@@ -111,19 +112,9 @@ def _check_alpha_range(alpha: Tensor) -> None:
 
 
 def _check_labels(labels, B: int, device: torch.device) -> None:
-    if labels is None:
-        return
-    if not isinstance(labels, Tensor):
-        raise TypeError(
-            f"labels must be a tensor with one entry per sample (class ids of shape ({B},)), got "
-            f"{type(labels).__name__}: pass torch.as_tensor(labels)"
-        )
-    if labels.dim() == 0 or labels.shape[0] != B:
-        raise ValueError(
-            f"labels must hold one entry per sample, shape ({B},), got {tuple(labels.shape)}: pass "
-            "the labels of the real batch"
-        )
-    if labels.device != device:
+    """Any per-sample conditioning the critic takes (class ids, one-hot codes): one entry per
+    sample (``check_labels`` with ``ids=False``: the critic decides what they mean), on real's device."""
+    if check_labels(labels, B, ids=False) is not None and labels.device != device:
         raise ValueError(f"labels are on {labels.device} but real on {device}: move them together")
 
 

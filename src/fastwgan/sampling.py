@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .eval_mode import eval_mode
+from .labels import check_labels
 from .memory import require_memory
 
 __all__ = ["SEED_LIMIT", "check_count", "check_seed", "labels_for", "check_sample_memory"]
@@ -55,24 +56,9 @@ def check_seed(seed: Any, setting: str = "seed") -> int | None:
 def labels_for(labels: LabelsLike, n: int, n_classes: int, device: torch.device) -> torch.Tensor | None:
     """The (n,) int64 class ids a generator of ``n_classes`` classes gets for ``labels`` (one id
     for all, or n), or None for an unconditional generator; every mismatch a ValueError / TypeError."""
-    if labels is None:
-        if n_classes:
-            raise ValueError(f"this generator is conditional ({n_classes} classes): pass labels (labels= / "
-                             f"--labels), one class id in 0..{n_classes - 1} for all samples or one per sample")
-        return None
-    if not n_classes:
-        raise ValueError("labels were given but this generator is unconditional: drop labels= / --labels")
-    y = torch.as_tensor(labels).reshape(-1)
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"labels must be integer class ids, got {y.dtype}")
-    if y.numel() == 1:
-        y = y.expand(n)
-    if y.numel() != n:
-        raise ValueError(f"got {y.numel()} labels for {n} samples: pass one label for all, or exactly n")
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= n_classes:
-        raise ValueError(f"labels must lie in 0..{n_classes - 1} (the run's classes), got {lo}..{hi}")
-    return y.to(device, torch.long)
+    y = check_labels(labels, n, n_classes, who="this generator", how="labels= / --labels", one_for_all=True,
+                     convert=True, range_fix="pass ids of the run's classes")
+    return None if y is None else y.to(device)
 
 
 @torch.no_grad()

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..labels import check_labels
 from .images import resize
 
 __all__ = ["BatchSpec", "validate_batch", "split_batch", "n_classes_for", "detect_value_range", "check_value_range"]
@@ -68,32 +69,7 @@ def _check_finite(x: Tensor, where: str) -> None:
         raise ValueError(f"{where} contains {bad} NaN or inf values; clean or drop those samples before training.")
 
 
-def _prepare_y(y: Any, n: int) -> Tensor | None:
-    if y is None:
-        return None
-    if isinstance(y, int):
-        y = torch.tensor([y])
-    if not isinstance(y, Tensor):
-        try:
-            y = torch.as_tensor(y)
-        except Exception:
-            raise TypeError(f"labels must be a tensor of int class ids, got {type(y).__name__}.") from None
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"labels have dtype {y.dtype}; pass integer class ids (y.long()) in [0, n_classes).")
-    y = y.reshape(-1) if y.dim() == 2 and y.shape[1] == 1 else y
-    if y.dim() != 1:
-        raise ValueError(
-            f"labels must be 1-D class ids, got shape {tuple(y.shape)}; pass y of shape (N,) (not one-hot)."
-        )
-    if y.shape[0] != n:
-        raise ValueError(f"{y.shape[0]} labels for {n} samples; pass exactly one label per sample.")
-    y = y.long()
-    if y.numel() and int(y.min()) < 0:
-        raise ValueError(f"negative label {int(y.min())}; class ids must be in [0, n_classes).")
-    return y
-
-
-def _check_against(x: Tensor, y: Tensor | None, spec: BatchSpec, where: str, n: int | None) -> None:
+def _check_against(x: Tensor, y: Any, spec: BatchSpec, where: str, n: int | None) -> None:
     if x.shape[1:] != spec.sample_shape or (n is not None and x.shape[0] != n):
         count = f"{n} samples" if n is not None else "samples"
         raise ValueError(
@@ -104,11 +80,6 @@ def _check_against(x: Tensor, y: Tensor | None, spec: BatchSpec, where: str, n: 
         raise ValueError(
             f"{where} {'has' if y is not None else 'lacks'} labels but the first batch "
             f"{'did not' if y is not None else 'had them'}; return (x, y) every time or x every time."
-        )
-    if y is not None and spec.n_classes and int(y.max()) >= spec.n_classes:
-        raise ValueError(
-            f"label {int(y.max())} >= n_classes={spec.n_classes} (inferred from the first batch); pass "
-            "n_classes= to as_data_source."
         )
 
 
@@ -125,18 +96,20 @@ def validate_batch(
 
     Checks x's type, dtype and batch axis, resizes (N, C, H, W) images to ``image_size``;
     with ``finite`` rejects NaN/inf (done on first batches: a full scan of every batch would
-    cost a device sync per step); checks y's dtype, shape and sign; with ``spec`` (a stream's
-    first-batch layout) checks the per-sample shape, the count ``n`` when given, that labels
-    are present exactly when they were, and that labels stay below ``spec.n_classes``.
-    ``where`` names the batch in error messages.
+    cost a device sync per step); with ``spec`` (a stream's first-batch layout) checks the
+    per-sample shape, the count ``n`` when given and that labels are present exactly when they
+    were; then y as class ids (``fastwgan.labels.check_labels``), below ``spec.n_classes`` when
+    known. ``where`` names the batch in error messages.
     """
     x, y = split_batch(raw)
     x = _prepare_x(x, image_size)
     if finite:
         _check_finite(x, where)
-    y = _prepare_y(y, x.shape[0])
     if spec is not None:
         _check_against(x, y, spec, where, n)
+    bound = spec.n_classes if spec is not None and spec.n_classes else None  # None: inferred from the labels
+    y = check_labels(y, x.shape[0], bound, who=where, how="(x, y)", convert=True,
+                     range_fix="n_classes was inferred from the first batch: pass n_classes= to as_data_source")
     return x, y
 
 
@@ -145,13 +118,11 @@ def n_classes_for(y: Tensor | None, n_classes: int | None) -> int:
     after checking every label is below it."""
     if y is None:
         return 0
-    hi = int(y.max()) + 1
     if n_classes is None:
-        return hi
-    if hi > n_classes:
-        raise ValueError(
-            f"label {hi - 1} is out of range for n_classes={n_classes}; class ids must be in [0, n_classes)."
-        )
+        return int(y.max()) + 1
+    check_labels(y, y.shape[0], n_classes, who=f"as_data_source(n_classes={n_classes})",
+                 how="the labels, or pass n_classes= the number of classes",
+                 range_fix="pass n_classes= the number of classes, or class ids below it")
     return int(n_classes)
 
 

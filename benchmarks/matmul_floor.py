@@ -1,0 +1,188 @@
+"""The matrix-product floor of one WGAN-GP generator iteration on this CPU.
+
+    python benchmarks/matmul_floor.py                  # both WGAN-GP groups, fp32 and bf16 (a few minutes)
+    FASTWGAN_BENCH_SMOKE=1 python benchmarks/matmul_floor.py   # tiny sizes: checks it runs (not a measurement)
+    python benchmarks/report.py                        # the floor table, beside fastwgan's best iteration
+
+What is counted: one iteration of the textbook loop (benchmarks/_textbook.py: 5 critic steps with
+the penalty's ``autograd.grad(create_graph=True)`` and its double backward, 1 generator step) of
+the group in benchmarks/train_loop.py, under ``torch.utils.flop_counter.FlopCounterMode``: every
+matrix product and convolution torch dispatches (aten.mm, addmm, bmm, baddbmm, convolution and
+convolution_backward; 2 m k n FLOP per m x k @ k x n product), forward, backward and the double
+backward alike, including the products of the double backward that multiply the zero gradient
+torch's ReLU / LeakyReLU backward returns for its input (work the textbook does; fastwgan's own
+activations prune it). Elementwise work, reductions and the optimizer are not counted.
+
+What is timed: every product of that iteration again, at its own shapes, strides and arguments
+(recorded as it ran), in fp32 and with the same tensors in bf16, by torch on this CPU with
+torch's thread count. A round times each distinct product back to back (enough calls for a
+stable reading) and adds count x seconds per call over all of them: one iteration's products at
+this CPU's rate, nothing else. floor = median over rounds; GFLOP/s = GFLOP / floor. No iteration
+that does these products can run faster than the floor (a program that does fewer products,
+e.g. by pruning the zero products, can: the counted GFLOP says which products are in it).
+
+Results go through the one harness (benchmarks/_bench.py) into results/matmul_floor.jsonl;
+report.py sets the floor beside fastwgan's best iteration at the same precision
+(results/train_loop.jsonl): % of floor = floor / fastwgan.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fastwgan.data import as_data_source  # noqa: E402
+from fastwgan.ops.activations import with_torch_activations  # noqa: E402
+
+import _bench  # noqa: E402
+import train_loop  # noqa: E402
+from _textbook import TextbookLoop  # noqa: E402
+
+SUITE = "matmul_floor"
+CONTENDER = "matrix products alone (torch)"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+GROUPS = {k: g for k, g in train_loop.GROUPS.items() if g.loss == "wgan-gp"}
+
+
+class _Spec:
+    """A tensor argument as recorded: what rebuilds one like it (shape, strides, dtype)."""
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.shape, self.stride, self.dtype = tuple(t.shape), tuple(t.stride()), t.dtype
+
+    def __repr__(self) -> str:
+        return f"T{self.shape}{self.stride}{str(self.dtype).removeprefix('torch.')}"
+
+    def build(self, dtype: torch.dtype | None) -> torch.Tensor:
+        dt = dtype if dtype is not None and self.dtype.is_floating_point else self.dtype
+        need = 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride)) if all(self.shape) else 0
+        return torch.randn(max(need, 1)).to(dt).as_strided(self.shape, self.stride)  # expanded views kept
+
+
+class _Products(TorchDispatchMode):
+    """Records every call of the counted products: (op, argument specs) and its FLOP."""
+
+    def __init__(self, registry: dict) -> None:
+        super().__init__()
+        self.registry, self.calls = registry, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = self.registry.get(func._overloadpacket)
+        if count is not None:
+            flop = count(*args, **kwargs, out_val=out)
+            spec = tree_map(lambda a: _Spec(a) if isinstance(a, torch.Tensor) else a, (args, kwargs))
+            self.calls.append((func, spec, flop))
+        return out
+
+
+class _GlobalOnly:
+    """Stands in for FlopCounterMode's ModuleTracker: its backward hooks make ``autograd.grad`` on a
+    leaf input (the penalty's x_hat) raise "A leaf node was passed to _will_engine_execute_node";
+    the per-module split is not needed here, the total is ("Global")."""
+
+    parents = {"Global"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def record(g: train_loop.Group) -> tuple[list, float, dict[str, float]]:
+    """One textbook iteration of ``g`` in fp32 (after one warm-up iteration): the product calls,
+    FlopCounterMode's GFLOP and its GFLOP per op."""
+    G, D = (with_torch_activations(m) for m in train_loop.models(g))
+    source = as_data_source(train_loop.data(g), batch_size=g.batch, seed=0)
+    loop = TextbookLoop(G, D, lambda n: source.next_batch(n)[0], z_dim=g.z_dim, batch=g.batch, lam=g.lam,
+                        lr=g.lr, betas=g.betas)
+    loop.run(1)
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _GlobalOnly()
+    with counter, _Products(counter.flop_registry) as rec:
+        loop.run(1)
+    total = counter.get_total_flops()
+    recorded = sum(f for _, _, f in rec.calls)
+    if recorded != total:  # the recorder and the counter must see the same products
+        raise RuntimeError(f"recorded {recorded} FLOP of products but FlopCounterMode counted {total}")
+    by_op = {str(k): v / 1e9 for k, v in counter.get_flop_counts().get("Global", {}).items()}
+    return rec.calls, total / 1e9, by_op
+
+
+def replay_rounds(calls: list, dtype: torch.dtype, rounds: int, min_seconds: float) -> list[float]:
+    """Per round: sum over the distinct products of (calls of it in the iteration) x (seconds per
+    call, timed over enough back-to-back calls to last ``min_seconds``)."""
+    kinds = Counter((func, repr(spec)) for func, spec, _ in calls)
+    programs = []
+    for (func, key), n in kinds.items():
+        spec = next(s for f, s, _ in calls if f is func and repr(s) == key)
+        args, kwargs = tree_map(lambda a: a.build(dtype) if isinstance(a, _Spec) else a, spec)
+        fn = (lambda f, a, k: lambda: f(*a, **k))(func, args, kwargs)
+        fn()  # warm: oneDNN primitive creation, weight packing
+        t0 = time.perf_counter()
+        fn()
+        one = max(time.perf_counter() - t0, 1e-7)
+        programs.append((fn, n, max(1, round(min_seconds / one))))
+    out = []
+    for _ in range(rounds):
+        total = 0.0
+        for fn, n, reps in programs:
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            total += n * (time.perf_counter() - t0) / reps
+        out.append(total)
+    return out
+
+
+def measure(name: str, g: train_loop.Group, precisions: list[str], rounds: int, min_seconds: float) -> list[dict]:
+    calls, gflop, by_op = record(g)
+    counted = ", ".join(f"{op} {v:.2f}" for op, v in sorted(by_op.items(), key=lambda kv: -kv[1]))
+    print(f"{name}: {gflop:.2f} GFLOP of products per iteration ({len(calls)} calls; {counted})", flush=True)
+    out = []
+    for p in precisions:
+        secs = replay_rounds(calls, DTYPES[p], rounds + 1, min_seconds)
+        m = _bench.measurement(group=name, contender=CONTENDER, precision=p, shapes=g.shapes(),
+                               unit=train_loop.UNIT, units=1, warmup=1, round_seconds=secs[1:], gflop=round(gflop, 4),
+                               gflop_by_op={k: round(v, 4) for k, v in by_op.items()}, products=len(calls),
+                               distinct_products=len({(f, repr(s)) for f, s, _ in calls}), counted=counted)
+        _bench.append(SUITE, m)
+        print(f"{name:18s} {p}  floor {m['median_s'] * 1e3:8.1f} ms/it  ({gflop / m['median_s']:.0f} GFLOP/s; "
+              f"rounds {m['min_s'] * 1e3:.1f}-{m['max_s'] * 1e3:.1f} ms)", flush=True)
+        out.append(m)
+    return out
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS))
+    ap.add_argument("--precisions", nargs="+", choices=list(DTYPES), default=list(DTYPES))
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--min-seconds", type=float, default=0.05, help="time each distinct product for this long per round")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    smoke = _bench.smoke()
+    print(_bench.machine(), flush=True)
+    out = []
+    for name in a.groups:
+        g = train_loop.smoke_size(GROUPS[name]) if smoke else GROUPS[name]
+        out += measure(name, g, a.precisions, 2 if smoke else a.rounds, 1e-4 if smoke else a.min_seconds)
+    print(f"results: {_bench.results_dir() / (SUITE + '.jsonl')}", flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""benchmarks/matmul_floor.py: the product FLOP it counts for a textbook WGAN-GP iteration is the
+closed form of that iteration's products (so the floor divides the right numerator), and its
+smoke run writes one row per group and precision through the harness and into the report.
+Untimed (a smoke run's figures are not measurements)."""
+from __future__ import annotations
+
+import json
+import math
+
+import matmul_floor
+import report
+import train_loop
+
+
+def textbook_mlp_flop(batch: int, width: int) -> int:
+    """FLOP of the matrix products in one textbook toy iteration (5 critic steps, 1 generator step),
+    gan_toy's MLPs D: 2-w-w-w-1, G: 2-w-w-w-2; a layer i -> o costs L = 2 B i o per product.
+
+    Critic step: G(z) forward (F_G); D forward on real, fake, x_hat (3 F_D); the penalty's input
+    gradient, every layer's input product (F_D); backward of D(real), D(fake): weight products of
+    every layer and input products above the first (2 F_D + 2 (F_D - L_D0)); backward of the
+    penalty (the double backward): the head's weight product, weight and input products of the
+    other layers' input-gradient products (L_D3 + 2 (L_D0 + L_D1 + L_D2)), and the zero gradient
+    ReLU's backward returns for its input taken back through the forward of D(x_hat), weight and
+    input products of layers 0-2 (x_hat is a leaf that requires grad: 2 (L_D0 + L_D1 + L_D2)).
+    Generator step: G and D forward (F_G + F_D), D's input products (F_D, D frozen), G's weight
+    products and input products above the first (F_G + F_G - L_G0).
+    At batch 256, width 512: 18,837,929,984 FLOP = 18.84 GFLOP."""
+    def layers(out):
+        return [2 * batch * i * o for i, o in zip((2, width, width, width), (width, width, width, out))]
+
+    d, g = layers(1), layers(2)
+    fd, fg = sum(d), sum(g)
+    critic = fg + 3 * fd + fd + (2 * fd + 2 * (fd - d[0])) + (d[3] + 2 * sum(d[:3])) + 2 * sum(d[:3])
+    generator = fg + fd + fd + fg + (fg - g[0])
+    return 5 * critic + generator
+
+
+def test_the_counted_flop_is_the_closed_form_of_the_textbook_iteration():
+    assert textbook_mlp_flop(256, 512) == 18_837_929_984  # the docstring's figure, the benchmark's size
+    g = train_loop.replace(train_loop.GROUPS["WGAN-GP toy MLP"], batch=16, width=24)
+    calls, gflop, by_op = matmul_floor.record(g)
+    assert math.isclose(gflop * 1e9, textbook_mlp_flop(16, 24), rel_tol=1e-12), (gflop * 1e9, textbook_mlp_flop(16, 24))
+    assert set(by_op) == {"aten.mm", "aten.addmm"} and len(calls) > 100
+
+
+def test_smoke_run_writes_each_group_and_precision_and_the_report_sets_it_beside_fastwgan(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTWGAN_BENCH_SMOKE", "1")
+    monkeypatch.setenv("FASTWGAN_BENCH_RESULTS", str(tmp_path))
+    rows = matmul_floor.main([])
+    assert {(r["group"], r["precision"]) for r in rows} == {
+        (name, p) for name in ("WGAN-GP toy MLP", "WGAN-GP DCGAN-32") for p in ("fp32", "bf16")}
+    for r in rows:
+        assert r["gflop"] > 0 and r["median_s"] > 0 and r["rounds"] == 2 and r["products"] >= r["distinct_products"]
+    dcgan = next(r for r in rows if r["group"] == "WGAN-GP DCGAN-32")
+    assert {"aten.convolution", "aten.convolution_backward"} <= set(dcgan["gflop_by_op"])
+    lines = [json.loads(x) for x in (tmp_path / "matmul_floor.jsonl").read_text().splitlines()]
+    assert [x["kind"] for x in lines] == ["run"] + ["measurement"] * 4
+    md = report.render(tmp_path, include_smoke=True)
+    assert "## " + report.TITLES["matmul_floor"] in md and "GFLOP per iteration (counted)" in md

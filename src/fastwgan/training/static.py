@@ -66,15 +66,16 @@ def _fcall(module: nn.Module, state: dict[str, Tensor]) -> Callable[[Tensor, Ten
 # How the critic update feeds the critic (``StaticStep.join``):
 #   "separate": D(real), D(fake), and the penalty's D(x_hat): three forwards of B rows;
 #   "real+fake": D(cat(real, fake)) in one forward of 2B rows, D(x_hat) apart.
-# A third way, D(cat(real, fake, x_hat)) with the penalty's input gradient and double backward on
-# 3B rows, was measured slowest of the three on the toy MLP (issue 22's report) and left out.
+# A third way, D(cat(real, fake, x_hat)), puts the penalty's input gradient and double backward on
+# 3B rows (2B of them with a zero output gradient): measured slowest of the three on the toy MLP
+# (benchmarks/NOTES.md, "Against jax.jit") and left out.
 JOINS = ("separate", "real+fake")
 # The join a step uses unless it is given one. "separate": in fp32 a joined forward rounds its
 # 2B-row products in another order than the eager trainer's B-row ones, and on the tests' tiny
 # models that alone took the compiled WGAN run past the fp64 rule's 2x of the eager run's error
 # (2.5e-6 against 1.75e-6 allowed; with separate forwards it holds), while the measured gain was
-# within the loaded machine's noise (see the report of issue 22). A join is still refused for a
-# batch-coupled critic (batch_independent).
+# within the noise of its readings, taken on a loaded machine (benchmarks/NOTES.md, "Against
+# jax.jit"). A join asked for is still refused for a batch-coupled critic (batch_independent).
 DEFAULT_JOIN = "separate"
 
 
@@ -168,9 +169,9 @@ class StaticStep:
         self.join: str | None = None
         self.join_reason = ""
         self.compile_seconds = 0.0
-        self._critic_fns: dict[bool, Callable[..., tuple[Tensor, ...]]] = {
-            True: self.critic_update, False: self.critic_update}
+        self._critic_fns: dict[bool, Callable[..., tuple[Tensor, ...]]] = {}  # with / without the penalty
         self._generator_fn: Callable[..., Tensor] = self.generator_update
+        self._uncompiled()
         self._graph: Any = None
         self._out: Tensor | None = None
         self._ready = False
@@ -208,6 +209,7 @@ class StaticStep:
                         st["step"] = st["step"].cpu()
 
     def _uncompiled(self) -> None:
+        """The update functions run as Python (eager), as before compiling or after a failed compile."""
         self._critic_fns = {True: self.critic_update, False: self.critic_update}
         self._generator_fn = self.generator_update
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import time
 from typing import Any, Callable
 
@@ -290,6 +291,35 @@ def compile_step(spec: Spec, state: dict, data) -> tuple[Callable, float]:
     return compiled, time.perf_counter() - t0
 
 
+_DOT = re.compile(r"= \w+\[([\d,]*)\]\S* dot\(%?([\w.\-]+), [^)]*\), lhs_contracting_dims=\{([\d,]*)\}")
+_HEADER = re.compile(r"^%?\S+ \((.*)\) -> .* \{$")
+_PARAM = re.compile(r"([\w.\-]+): \w+\[([\d,]*)\]")
+_VALUE = re.compile(r"%([\w.\-]+) = \w+\[([\d,]*)\]")
+
+
+def product_gflop(compiled, n_critic: int) -> float:
+    """GFLOP of the matrix products (HLO ``dot``) one call of the compiled program does, read off
+    XLA's optimized HLO: 2 x (result elements) x (contracted size) per dot, a dot inside the
+    critic loop's body counted n_critic times. Dots only: a convolution program's are not
+    counted (the MLP's products are all dots)."""
+    text = compiled.as_text()
+    shapes = {m.group(1): m.group(2) for m in _VALUE.finditer(text)}
+    total = 0.0
+    for line in text.splitlines():
+        head = _HEADER.match(line)
+        if head:  # a computation's parameters: name -> shape
+            shapes.update({m.group(1): m.group(2) for m in _PARAM.finditer(head.group(1))})
+        dot = _DOT.search(line)
+        if dot is None:
+            continue
+        result, lhs, contracted = dot.groups()
+        lhs_shape = [int(v) for v in shapes[lhs].split(",") if v]
+        k = math.prod(lhs_shape[int(c)] for c in contracted.split(","))
+        flop = 2 * math.prod(int(v) for v in result.split(",") if v) * k
+        total += flop * (n_critic if "/while/body/" in line else 1)
+    return total / 1e9
+
+
 def run(G, D, *, model: str, batch: int, z_dim: int, lam: float, lr: float, betas: tuple[float, float],
         precision: str, data: np.ndarray | None, iters: int, rounds: int, seed: int = 0) -> tuple[list[float], dict]:
     """Cumulative seconds at the end of each of ``rounds`` rounds of ``iters`` iterations (the
@@ -306,5 +336,8 @@ def run(G, D, *, model: str, batch: int, z_dim: int, lam: float, lr: float, beta
         stamps.append(time.perf_counter() - t0)
     if not bool(jnp.all(jnp.isfinite(metrics))):
         raise RuntimeError(f"jax.jit {model} {precision}: non-finite critic metrics {metrics}")
-    return stamps, dict(compile_seconds=round(compile_s, 2), jax=jax.__version__, xla_backend=jax.default_backend(),
-                        draws="inside the jitted program (jax.random)")
+    info = dict(compile_seconds=round(compile_s, 2), jax=jax.__version__, xla_backend=jax.default_backend(),
+                draws="inside the jitted program (jax.random)")
+    if model == "mlp":
+        info["product_gflop"] = round(product_gflop(compiled, spec.n_critic), 4)
+    return stamps, info

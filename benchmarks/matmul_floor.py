@@ -21,6 +21,13 @@ this CPU's rate, nothing else. floor = median over rounds; GFLOP/s = GFLOP / flo
 that does these products can run faster than the floor (a program that does fewer products,
 e.g. by pruning the zero products, can: the counted GFLOP says which products are in it).
 
+A second program is counted and timed the same way: fastwgan's own iteration (the static step's
+update functions, run eagerly, fastwgan's activations): the pruned double backward, the least
+product work of the iteration (the jax.jit program's optimized HLO does the same products:
+``jax_loop.product_gflop``). And this CPU's best rate for one product (square sizes, median of
+rounds, the best size): ``pruned GFLOP / best rate`` bounds every program that does the pruned
+products, at any product shapes.
+
 Results go through the one harness (benchmarks/_bench.py) into results/matmul_floor.jsonl;
 report.py sets the floor beside fastwgan's best iteration at the same precision
 (results/train_loop.jsonl): % of floor = floor / fastwgan.
@@ -28,10 +35,12 @@ report.py sets the floor beside fastwgan's best iteration at the same precision
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -41,14 +50,21 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fastwgan.data import as_data_source  # noqa: E402
+from fastwgan.distributed import DistInfo  # noqa: E402
 from fastwgan.ops.activations import with_torch_activations  # noqa: E402
+from fastwgan.training.inputs import Draws  # noqa: E402
+from fastwgan.training.precision import Amp  # noqa: E402
+from fastwgan.training.static import StaticStep  # noqa: E402
 
 import _bench  # noqa: E402
 import train_loop  # noqa: E402
 from _textbook import TextbookLoop  # noqa: E402
 
 SUITE = "matmul_floor"
-CONTENDER = "matrix products alone (torch)"
+CONTENDER = "matrix products alone (torch)"  # the textbook iteration's products
+PRUNED = "fastwgan's products alone (torch)"  # fastwgan's own iteration's (the pruned double backward)
+BEST = "best rate of one product (torch)"  # square products: this CPU's best rate, any shape
+SQUARE = (1024, 2048)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 GROUPS = {k: g for k, g in train_loop.GROUPS.items() if g.loss == "wgan-gp"}
 
@@ -100,24 +116,71 @@ class _GlobalOnly:
         return False
 
 
-def record(g: train_loop.Group) -> tuple[list, float, dict[str, float]]:
-    """One textbook iteration of ``g`` in fp32 (after one warm-up iteration): the product calls,
+def count(run_once: Callable[[], None]) -> tuple[list, float, dict[str, float]]:
+    """The products of one call of ``run_once`` (after one warm-up call): the product calls,
     FlopCounterMode's GFLOP and its GFLOP per op."""
-    G, D = (with_torch_activations(m) for m in train_loop.models(g))
-    source = as_data_source(train_loop.data(g), batch_size=g.batch, seed=0)
-    loop = TextbookLoop(G, D, lambda n: source.next_batch(n)[0], z_dim=g.z_dim, batch=g.batch, lam=g.lam,
-                        lr=g.lr, betas=g.betas)
-    loop.run(1)
+    run_once()
     counter = FlopCounterMode(display=False)
     counter.mod_tracker = _GlobalOnly()
     with counter, _Products(counter.flop_registry) as rec:
-        loop.run(1)
+        run_once()
     total = counter.get_total_flops()
     recorded = sum(f for _, _, f in rec.calls)
     if recorded != total:  # the recorder and the counter must see the same products
         raise RuntimeError(f"recorded {recorded} FLOP of products but FlopCounterMode counted {total}")
     by_op = {str(k): v / 1e9 for k, v in counter.get_flop_counts().get("Global", {}).items()}
     return rec.calls, total / 1e9, by_op
+
+
+def record(g: train_loop.Group) -> tuple[list, float, dict[str, float]]:
+    """One textbook iteration of ``g`` in fp32 (torch's activations: the unpruned products)."""
+    G, D = (with_torch_activations(m) for m in train_loop.models(g))
+    source = as_data_source(train_loop.data(g), batch_size=g.batch, seed=0)
+    loop = TextbookLoop(G, D, lambda n: source.next_batch(n)[0], z_dim=g.z_dim, batch=g.batch, lam=g.lam,
+                        lr=g.lr, betas=g.betas)
+    return count(lambda: loop.run(1))
+
+
+def record_fastwgan(g: train_loop.Group) -> tuple[list, float, dict[str, float]]:
+    """One iteration of fastwgan's static step (the code torch.compile traces), run eagerly in
+    fp32 with fastwgan's activations: the pruned double backward."""
+    G, D = train_loop.models(g)
+    source = as_data_source(train_loop.data(g), batch_size=g.batch, seed=0)
+    x0, _ = source.next_batch(1)
+    cpu = torch.device("cpu")
+    draws = Draws(g.batch, g.z_dim, penalty=True, device=cpu, data_dtype=torch.float32, z_dtype=torch.float32,
+                  info=DistInfo())
+    adam = dict(lr=g.lr, betas=g.betas)
+    step = StaticStep(G, D, torch.optim.Adam(D.parameters(), **adam), torch.optim.Adam(G.parameters(), **adam),
+                      loss=g.loss, lam=g.lam, n_critic=5, draws=draws, sample_shape=tuple(x0.shape[1:]),
+                      labelled=False, amp=Amp("fp32", cpu))
+
+    def once() -> None:
+        step.stage(source)
+        step.run()
+    return count(once)
+
+
+def best_rate(dtype: torch.dtype, rounds: int, min_seconds: float, sizes=SQUARE) -> tuple[int, list[float]]:
+    """This CPU's best rate for one product: per square size n, seconds per n x n @ n x n over
+    ``rounds`` rounds; returns the size with the best median rate and its round rates (GFLOP/s)."""
+    best: tuple[int, list[float]] = (0, [0.0])
+    for n in sizes:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        out = torch.empty(n, n, dtype=dtype)
+        torch.mm(a, b, out=out)  # warm
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        reps = max(1, round(min_seconds / max(time.perf_counter() - t0, 1e-7)))
+        rates = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                torch.mm(a, b, out=out)
+            rates.append(2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9)
+        if statistics.median(rates) > statistics.median(best[1]):
+            best = (n, rates)
+    return best
 
 
 def replay_rounds(calls: list, dtype: torch.dtype, rounds: int, min_seconds: float) -> list[float]:
@@ -146,14 +209,15 @@ def replay_rounds(calls: list, dtype: torch.dtype, rounds: int, min_seconds: flo
     return out
 
 
-def measure(name: str, g: train_loop.Group, precisions: list[str], rounds: int, min_seconds: float) -> list[dict]:
-    calls, gflop, by_op = record(g)
+def _floor_rows(name: str, g: train_loop.Group, contender: str, calls: list, gflop: float,
+                by_op: dict[str, float], precisions: list[str], rounds: int, min_seconds: float) -> list[dict]:
     counted = ", ".join(f"{op} {v:.2f}" for op, v in sorted(by_op.items(), key=lambda kv: -kv[1]))
-    print(f"{name}: {gflop:.2f} GFLOP of products per iteration ({len(calls)} calls; {counted})", flush=True)
+    print(f"{name} ({contender}): {gflop:.2f} GFLOP of products per iteration ({len(calls)} calls; {counted})",
+          flush=True)
     out = []
     for p in precisions:
         secs = replay_rounds(calls, DTYPES[p], rounds + 1, min_seconds)
-        m = _bench.measurement(group=name, contender=CONTENDER, precision=p, shapes=g.shapes(),
+        m = _bench.measurement(group=name, contender=contender, precision=p, shapes=g.shapes(),
                                unit=train_loop.UNIT, units=1, warmup=1, round_seconds=secs[1:], gflop=round(gflop, 4),
                                gflop_by_op={k: round(v, 4) for k, v in by_op.items()}, products=len(calls),
                                distinct_products=len({(f, repr(s)) for f, s, _ in calls}), counted=counted)
@@ -162,6 +226,32 @@ def measure(name: str, g: train_loop.Group, precisions: list[str], rounds: int, 
               f"rounds {m['min_s'] * 1e3:.1f}-{m['max_s'] * 1e3:.1f} ms)", flush=True)
         out.append(m)
     return out
+
+
+def _best_rate_rows(name: str, g: train_loop.Group, gflop: float, precisions: list[str], rounds: int,
+                    min_seconds: float, sizes) -> list[dict]:
+    """The pruned products at this CPU's best rate for one product (any shape): seconds per
+    iteration = pruned GFLOP / best rate, per round."""
+    out = []
+    for p in precisions:
+        n, rates = best_rate(DTYPES[p], rounds, min_seconds, sizes)
+        m = _bench.measurement(group=name, contender=BEST, precision=p, shapes=g.shapes(), unit=train_loop.UNIT,
+                               units=1, warmup=1, round_seconds=[gflop / r for r in rates], gflop=round(gflop, 4),
+                               counted=f"fastwgan's products at the rate of {n} x {n} @ {n} x {n}",
+                               best_size=n, best_gflops=round(statistics.median(rates), 1))
+        _bench.append(SUITE, m)
+        print(f"{name:18s} {p}  best rate {statistics.median(rates):.0f} GFLOP/s ({n}^3): "
+              f"{m['median_s'] * 1e3:.1f} ms/it for {gflop:.2f} GFLOP", flush=True)
+        out.append(m)
+    return out
+
+
+def measure(name: str, g: train_loop.Group, precisions: list[str], rounds: int, min_seconds: float,
+            sizes=SQUARE) -> list[dict]:
+    out = _floor_rows(name, g, CONTENDER, *record(g), precisions, rounds, min_seconds)
+    calls, gflop, by_op = record_fastwgan(g)
+    out += _floor_rows(name, g, PRUNED, calls, gflop, by_op, precisions, rounds, min_seconds)
+    return out + _best_rate_rows(name, g, gflop, precisions, rounds, min_seconds, sizes)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -179,7 +269,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     out = []
     for name in a.groups:
         g = train_loop.smoke_size(GROUPS[name]) if smoke else GROUPS[name]
-        out += measure(name, g, a.precisions, 2 if smoke else a.rounds, 1e-4 if smoke else a.min_seconds)
+        out += measure(name, g, a.precisions, 2 if smoke else a.rounds, 1e-4 if smoke else a.min_seconds,
+                       sizes=(64,) if smoke else SQUARE)
     print(f"results: {_bench.results_dir() / (SUITE + '.jsonl')}", flush=True)
     return out
 

@@ -70,9 +70,9 @@ ORDER = ("mnist_quality", "time_to_quality", "time_to_quality_to_end", "compile_
 # reading
 # ------------------------------------------------------------------------------------------------
 def newest_runs(path: Path, include_smoke: bool = False) -> list[tuple[dict, list[dict]]]:
-    """The runs in ``path`` that hold the newest measurements of some (group, contender, seed),
-    oldest first, each with those measurements: a run of part of a suite (one criterion, one
-    candidate recipe, more seeds) replaces only what it measured."""
+    """The runs in ``path`` that hold the newest measurements of some (group, contender, precision,
+    seed), oldest first, each with those measurements: a run of part of a suite (one criterion, one
+    candidate recipe, one precision, more seeds) replaces only what it measured."""
     runs: dict[str, dict] = {}
     rows: dict[str, list[dict]] = defaultdict(list)
     order: list[str] = []
@@ -89,7 +89,7 @@ def newest_runs(path: Path, include_smoke: bool = False) -> list[tuple[dict, lis
         elif rec.get("kind") == "measurement" and not rec.get("withdrawn"):  # listed apart: withdrawn_section
             rows[rec["run"]].append(rec)
     def key(r: dict) -> tuple:  # what one measurement stands for: seeds of one contender add up
-        return r.get("group"), r.get("contender"), r.get("seed")
+        return r.get("group"), r.get("contender"), r.get("precision"), r.get("seed")
 
     newest: dict[tuple, str] = {}
     for run in order:
@@ -249,18 +249,19 @@ def jax_section(found: list[tuple[dict, list[dict]]]) -> list[str]:
 
 
 def floor_section(rows: list[dict], train: list[tuple[dict, list[dict]]]) -> list[str]:
-    """Per group and precision: GFLOP of matrix products per iteration (counted), the rate at the
-    iteration's own product shapes, the floor (GFLOP / rate), and fastwgan's best iteration at
+    """Per group, precision and program (the textbook's products, fastwgan's pruned ones, fastwgan's
+    at this CPU's best rate for one product): GFLOP of matrix products per iteration (counted), the
+    rate, the floor (GFLOP / rate), and fastwgan's best iteration at
     the same precision from the newest whole-iteration rows: % of floor = floor / fastwgan."""
     best = best_fastwgan(train)
     out_rows = []
     for r in rows:
         b = best.get((r["group"], r["precision"]))
         pct = f"{100 * r['median_s'] / b[0]['median_s']:.0f}% ({b[0]['contender']})" if b else ""
-        out_rows.append([r["group"], r["precision"], f"{r['gflop']:.2f}", f"{r['gflop'] / r['median_s']:.0f}",
+        out_rows.append([r["group"], r["precision"], r["contender"], f"{r['gflop']:.2f}", f"{r['gflop'] / r['median_s']:.0f}",
                          f"{r['median_s'] * 1e3:.1f} [{r['q1_s'] * 1e3:.1f}-{r['q3_s'] * 1e3:.1f}]",
                          f"{b[0]['median_s'] * 1e3:.1f}" if b else "", pct, r.get("counted", "")])
-    return table(["group", "precision", "GFLOP per iteration (counted)", "GFLOP/s at its product shapes",
+    return table(["group", "precision", "products of", "GFLOP per iteration (counted)", "GFLOP/s (at its product shapes)",
                   "floor ms [quartiles]", "fastwgan best ms (same precision)", "% of floor (floor / fastwgan)",
                   "products counted"], out_rows)
 

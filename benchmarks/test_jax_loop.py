@@ -159,3 +159,20 @@ def test_the_toy_draws_are_gan_toys_8gaussians():
     assert abs(float(nearest.pow(2).mean()) / 2 - toy_std("8gaussians") ** 2) < 0.1 * toy_std("8gaussians") ** 2
     a = np.asarray(d["alpha"])
     assert a.min() >= 0 and a.max() < 1 and abs(a.mean() - 0.5) < 0.01
+
+
+def test_product_gflop_reads_every_dot_and_counts_the_loop_body_per_trip():
+    """product_gflop on programs of known product work: a (7 x 5) @ (5 x 3) dot outside any loop,
+    and a (4 x 6) @ (6 x 2) dot inside a 3-trip fori_loop, counted once per trip (the critic loop of
+    the WGAN-GP program). Negative control: n_critic=1 counts the loop body once."""
+    a, b, c, w = jnp.ones((7, 5)), jnp.ones((5, 3)), jnp.ones((4, 6)), jnp.ones((6, 6))
+
+    def program(a, b, c, w):
+        body = lambda i, x: jnp.tanh(x @ w)  # noqa: E731
+        return a @ b, jax.lax.fori_loop(0, 3, body, c) @ jnp.ones((6, 2))
+
+    compiled = jax.jit(program).lower(a, b, c, w).compile()
+    outside = 2 * 7 * 5 * 3 + 2 * 4 * 6 * 2
+    loop = 2 * 4 * 6 * 6
+    assert jax_loop.product_gflop(compiled, 3) * 1e9 == pytest.approx(outside + 3 * loop, rel=1e-12)
+    assert jax_loop.product_gflop(compiled, 1) * 1e9 == pytest.approx(outside + loop, rel=1e-12)

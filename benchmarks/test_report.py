@@ -159,7 +159,7 @@ def test_fastwgans_best_meets_jax_at_equal_precision_and_the_floor_sits_beside_i
     assert "| fastwgan compiled |" in fp32 and "| 0.90x |" in fp32  # 0.090 / 0.100: jax.jit is faster in fp32
     assert "| fastwgan compiled |" in bf16 and "| 1.20x |" in bf16  # 0.060 / 0.050, the eager 0.120 not chosen
     assert "| 40.0 s | 2.5 s |" in bf16 and "2026-01-01 00:00 UTC, Test CPU / 2026-01-01" in bf16  # two runs, named
-    floor = next(x for x in md.splitlines() if x.startswith("| toy | bf16 | 16.00 |"))
+    floor = next(x for x in md.splitlines() if x.startswith("| toy | bf16 | matrix products alone (torch) | 16.00 |"))
     assert "| 400 |" in floor and "| 40.0 [40.0-40.0] |" in floor  # 16 GFLOP in 40 ms
     assert "| 50.0 | 80% (fastwgan compiled) |" in floor  # floor 40 ms / fastwgan's best bf16 50 ms
 

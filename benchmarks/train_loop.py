@@ -204,6 +204,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--warm-cache", action="store_true", help="compile with PyTorch's cache in the user's folder")
+    ap.add_argument("--iters", type=int, default=None, help="generator iterations per round (default: the group's)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="timed rounds (default: the group's; e.g. jax.jit on DCGAN-32 takes ~47 s per iteration)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -213,6 +216,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     contenders = a.contenders or [c for c in CONTENDERS if not (a.scaling and c == "jax.jit")]
     for name in a.groups or list(SCALING if a.scaling else GROUPS):
         g = smoke_size(known[name]) if _bench.smoke() else known[name]
+        g = replace(g, iters=a.iters or g.iters, rounds=a.rounds or g.rounds)
         for contender in contenders:
             reason = jax_skip_reason(g) if contender == "jax.jit" else None
             if reason:

@@ -266,3 +266,83 @@ def test_apply_skips_torchs_per_call_signature_binding(monkeypatch):
     # inside a transform torch's apply runs, and the gradient is still right
     g = torch.func.grad(lambda t: ReLU()(t).sum())(x.detach())
     assert torch.equal(g, (x > 0).to(g.dtype))
+
+
+# -- the compiled form (what torch.compile traces: _select_form) --------------------------------
+
+@pytest.mark.parametrize("slope", SLOPES)
+@pytest.mark.parametrize("inplace", [False, True])
+def test_select_form_bitwise_equals_torch_first_and_second_order(slope, inplace):
+    """The select form computes torch's values, first-order gradients (edge inputs: +-0, +-inf,
+    NaN, denormals) and double-backward parameter gradients, bit for bit (see the module
+    docstring of this file: the only change is a dropped all-zero branch)."""
+    if inplace and slope < 0:
+        pytest.skip("in-place LeakyReLU with a negative slope is refused eagerly (tested above)")
+    from fastwgan.ops.activations import _select_form
+
+    x = _edge_inputs(torch.float64)
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ya = _select_form(a * 1.0, slope, inplace)
+    yb = _torch(slope)(b * 1.0)
+    assert torch.equal(ya.isnan(), yb.isnan()) and torch.equal(ya.nan_to_num(), yb.nan_to_num())
+    gy = torch.randn_like(ya)
+    (ga,), (gb,) = torch.autograd.grad(ya, a, gy), torch.autograd.grad(yb, b, gy)
+    assert torch.equal(ga.isnan(), gb.isnan()) and torch.equal(ga.nan_to_num(), gb.nan_to_num())
+
+    class Select(nn.Module):
+        def forward(self, t):
+            return _select_form(t, slope, inplace)
+
+    fused = _mlp(lambda s: Select(), slope=slope)
+    ref = _mlp(lambda s: _torch(s), slope=slope)
+    xs = torch.randn(9, 5, dtype=torch.float64)
+    for p, q in zip(_penalty_grads(fused, xs), _penalty_grads(ref, xs), strict=True):
+        assert torch.equal(p, q)
+
+
+def _compiled_penalty_grads(model: nn.Module, x_hat: torch.Tensor) -> tuple[dict, int]:
+    """d/dparams of the penalty (||grad_x D(x_hat)|| - 1)^2, written with torch.func as the static
+    step writes it and compiled whole; returns the gradients and the number of matrix products
+    (mm / addmm nodes) in the graph aot_autograd hands to its compiler."""
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.aot_autograd import make_boxed_func
+
+    products = []
+
+    def count(gm, example_inputs):
+        products.append(sum(n.target in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default)
+                            for n in gm.graph.nodes))
+        return make_boxed_func(gm.forward)
+
+    def penalty_grads(params: dict, x: torch.Tensor) -> dict:
+        def penalty(params):
+            score = lambda t: torch.func.functional_call(model, params, (t,)).sum()  # noqa: E731
+            g = torch.func.grad(score)(x)
+            return ((g.norm(dim=1) - 1) ** 2).mean()
+        return torch.func.grad(penalty)(params)
+
+    torch._dynamo.reset()
+    fn = torch.compile(penalty_grads, backend=aot_autograd(fw_compiler=count), fullgraph=True)
+    grads = fn({n: p.detach() for n, p in model.named_parameters()}, x_hat)
+    assert len(products) == 1
+    return grads, products[0]
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+@pytest.mark.parametrize("depth", [1, 3])
+def test_compiled_double_backward_prunes_the_zero_products(slope, depth):
+    """Under torch.compile the built-in activations give aot_autograd a graph without the zero
+    branch that torch.nn's activations give it (the negative control: torch's ReLU keeps it), and
+    the same gradients as eager torch. Counted: the zeros at each hidden layer's pre-activation
+    cost its weight gradient and, but for the first layer, an input gradient (x_hat is an input
+    the outer transform does not differentiate): 2 * depth - 1 products fewer."""
+    fused = _mlp(lambda s: _fused(s), depth=depth, slope=slope)
+    ref = _mlp(lambda s: _torch(s), depth=depth, slope=slope)
+    x = torch.randn(7, 5, dtype=torch.float64)
+    g_fused, n_fused = _compiled_penalty_grads(fused, x)
+    g_ref, n_ref = _compiled_penalty_grads(ref, x)
+    assert n_ref - n_fused == 2 * depth - 1, (n_ref, n_fused)
+    truth = dict(zip([n for n, _ in ref.named_parameters()], _penalty_grads(ref, x), strict=True))
+    for name, t in truth.items():
+        torch.testing.assert_close(g_fused[name], t, rtol=0, atol=0)
+        torch.testing.assert_close(g_ref[name], t, rtol=0, atol=0)

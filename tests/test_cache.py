@@ -83,3 +83,50 @@ def test_info_names_the_cache_folders(monkeypatch, tmp_path):
     monkeypatch.setenv("FASTWGAN_CACHE", str(tmp_path))
     monkeypatch.delenv(INDUCTOR_ENV, raising=False)
     assert info()["cache"] == {"folder": str(tmp_path), "compiled_steps": str(tmp_path / "inductor")}
+
+
+def test_the_compiled_cpu_step_starts_inductors_isa_probe_in_the_cache_folder(monkeypatch, tmp_path):
+    """StaticStep(compile=True) on the CPU starts inductor's vector-ISA check at once, in a
+    background thread, after pointing inductor at fastwgan's cache folder (the check's test
+    programs go there); an eager step starts none; a probe that raises is swallowed (inductor's own
+    call raises later, if it must)."""
+    import threading
+
+    import torch
+    from torch._inductor import cpu_vec_isa
+
+    from _tiny import tiny_models
+    from fastwgan.cache import start_cpu_isa_probe
+    from fastwgan.distributed import DistInfo
+    from fastwgan.training.inputs import Draws
+    from fastwgan.training.precision import Amp
+    from fastwgan.training.static import StaticStep
+
+    monkeypatch.setenv("FASTWGAN_CACHE", str(tmp_path))
+    monkeypatch.delenv(INDUCTOR_ENV, raising=False)
+    seen = []
+    monkeypatch.setattr(cpu_vec_isa, "pick_vec_isa",
+                        lambda: seen.append((threading.current_thread().name, os.environ.get(INDUCTOR_ENV))))
+
+    def step(compile: bool) -> StaticStep:
+        G, D = tiny_models("mlp")
+        draws = Draws(8, 2, penalty=True, device=torch.device("cpu"), data_dtype=torch.float32,
+                      z_dtype=torch.float32, info=DistInfo())
+        return StaticStep(G, D, torch.optim.Adam(D.parameters()), torch.optim.Adam(G.parameters()), loss="wgan-gp",
+                          lam=1.0, n_critic=2, draws=draws, sample_shape=(2,), labelled=False,
+                          amp=Amp("fp32", torch.device("cpu")), compile=compile)
+
+    assert step(compile=False)._isa_probe is None and seen == []
+    compiled = step(compile=True)
+    compiled._isa_probe.join(timeout=30)
+    assert seen == [("fastwgan-cpu-isa-probe", str(tmp_path / "inductor"))]
+
+    def broken():
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(cpu_vec_isa, "pick_vec_isa", broken)
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    thread = start_cpu_isa_probe()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and errors == []

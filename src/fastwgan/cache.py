@@ -15,9 +15,10 @@ One folder holds what fastwgan keeps between runs: ``$FASTWGAN_CACHE`` if set, e
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
-__all__ = ["cache_dir", "compile_cache_dir", "use_compile_cache"]
+__all__ = ["cache_dir", "compile_cache_dir", "use_compile_cache", "start_cpu_isa_probe"]
 
 INDUCTOR_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
@@ -68,3 +69,31 @@ def use_compile_cache() -> Path:
     if not _chosen_inductor_dir():
         _set_here = os.environ[INDUCTOR_ENV] = str(folder)
     return folder
+
+
+def start_cpu_isa_probe() -> threading.Thread | None:
+    """Start inductor's check of which vector ISA its CPU kernels may use, in a background thread.
+
+    Before it generates its first CPU kernel, inductor builds a test program with g++ for each
+    vector ISA the CPU reports and loads each in a child process (``cpu_vec_isa.pick_vec_isa``):
+    about 8 s of a 30-40 s cold compile of the toy step on 2 cores, run once per cache folder (the
+    results are kept in it). Nothing of the step's tracing needs it, so started here, before
+    tracing, it runs beside dynamo and AOTAutograd instead of after them. The thread only warms
+    inductor's own cached answer (same function, same result): if it fails, or is not finished
+    when code generation asks, inductor's own call does the work as it would have. Call it after
+    :func:`use_compile_cache` (the test programs go to the cache folder). None where this torch has
+    no such check."""
+    try:
+        from torch._inductor.cpu_vec_isa import pick_vec_isa
+    except ImportError:
+        return None
+
+    def probe() -> None:
+        try:
+            pick_vec_isa()
+        except Exception:  # inductor's own call, when it comes, raises what there is to raise
+            pass
+
+    thread = threading.Thread(target=probe, name="fastwgan-cpu-isa-probe", daemon=True)
+    thread.start()
+    return thread

@@ -23,8 +23,9 @@ negative_slope >= 0), which the next layer keeps alive anyway, so the fused Leak
 4 B/elem input that autograd's LeakyReLU keeps.
 
 Both Functions use the ``setup_context`` form so that ``torch.func`` transforms (``grad``, ``vmap``
-via ``generate_vmap_rule``) can run them. Under ``torch.compile`` the modules use torch's own
-relu/leaky_relu instead (see ``leaky_relu``): aot_autograd differentiates the graph itself there.
+via ``generate_vmap_rule``) can run them. Under ``torch.compile`` the modules run a select on the
+mask instead (``_select_form``): aot_autograd differentiates the graph itself there, and the
+select's derivative has no input branch either, so the compiled double backward is pruned too.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def pruned_double_backward(enabled: bool = True) -> Iterator[None]:
     """Inside, these activations record the pruned double backward; outside they call torch's
     ops. :func:`fastwgan.gradient_penalty` enters it around the critic's forward on x_hat; enter
     it yourself around a forward you differentiate with ``create_graph=True``."""
-    if torch.compiler.is_compiling():  # compiled code uses torch's ops anyway (see leaky_relu)
+    if torch.compiler.is_compiling():  # compiled code always runs _select_form (see leaky_relu)
         yield
         return
     token = _PRUNING.set(enabled)
@@ -153,19 +154,33 @@ class _LeakyReLUInplaceFn(Function):
         return _MaskedGrad.apply(gy, y.detach(), ctx.slope, True), None
 
 
+def _select_form(x: Tensor, slope: float, inplace: bool) -> Tensor:
+    """The activation as a select on the boolean mask x > 0: what compiled code runs.
+
+    Its derivative, ``g -> where(x > 0, g, slope * g)``, is a select of the incoming gradient on
+    the same mask, and a boolean mask has no derivative: aot_autograd's double backward then has
+    no input branch at all, where torch's relu / leaky_relu give it ``zeros_like`` and two products
+    per earlier layer on them. The same pruning as the custom Functions, in the graph inductor
+    compiles. Values and first-order gradients equal torch's ops (ReLU keeps NaN: ``x <= 0`` is
+    False for it, as in ``threshold``)."""
+    if slope == 0.0:
+        return x.masked_fill_(x <= 0, 0) if inplace else torch.where(x <= 0, 0, x)
+    y = torch.where(x > 0, x, x * slope)
+    return x.copy_(y) if inplace else y
+
+
 def leaky_relu(x: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """LeakyReLU with the pruned double backward (see module docstring)."""
     slope = float(negative_slope)
-    if torch.compiler.is_compiling() or not _PRUNING.get():
-        # Under torch.compile, aot_autograd differentiates the traced graph itself, and a custom
-        # Function nested in torch.func.grad was measured to give WRONG second-order gradients
-        # (torch 2.13, aot_eager and inductor; tests/test_activations.py checks this path), so
-        # compiled code uses torch's own op and autograd formula (no pruning there). Outside
-        # pruned_double_backward() there is nothing to prune.
+    if torch.compiler.is_compiling():
+        # aot_autograd differentiates the traced graph itself, and a custom Function nested in
+        # torch.func.grad was measured to give WRONG second-order gradients (torch 2.13, aot_eager
+        # and inductor): compiled code prunes with a plain select instead (_select_form).
+        return _select_form(x, slope, inplace)
+    if not _PRUNING.get():  # nothing to prune: torch's op computes the same values, with less overhead
         if slope == 0.0:
             return torch.relu_(x) if inplace else torch.relu(x)
-        f = torch.nn.functional.leaky_relu
-        return f(x, slope, inplace=inplace)
+        return torch.nn.functional.leaky_relu(x, slope, inplace=inplace)
     if inplace:
         if slope < 0.0:
             raise ValueError(

@@ -15,7 +15,9 @@ from .static import StaticStep, fallback_warning, static_unsupported
 # on 8gaussians the compiled step saves about 4 ms per generator step with one critic update, so
 # the fast recipe's 4000 steps reach the criterion sooner eagerly from a cold cache, while 5 critic
 # updates per step save enough by 2000 steps (benchmarks/RESULTS.md, "Time to quality"). fp32
-# compiled steps were not measured faster on the CPU, so "auto" leaves them eager.
+# compiled steps are faster per iteration since their double backward is pruned (benchmarks/NOTES.md,
+# "Against jax.jit, second pass"), but whether a cold compile pays in fp32 was not measured as time
+# to quality, so "auto" leaves them eager.
 AUTO_COMPILE_MIN_CRITIC_UPDATES = 10_000
 
 

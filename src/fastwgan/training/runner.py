@@ -16,7 +16,7 @@ from .static import StaticStep, fallback_warning, static_unsupported
 # the fast recipe's 4000 steps reach the criterion sooner eagerly from a cold cache, while 5 critic
 # updates per step save enough by 2000 steps (benchmarks/RESULTS.md, "Time to quality"). fp32
 # compiled steps are faster per iteration since their double backward is pruned (benchmarks/NOTES.md,
-# "Against jax.jit, second pass"), but whether a cold compile pays in fp32 was not measured as time
+# the second pass of 2026-12-07), but whether a cold compile pays in fp32 was not measured as time
 # to quality, so "auto" leaves them eager.
 AUTO_COMPILE_MIN_CRITIC_UPDATES = 10_000
 

@@ -69,14 +69,14 @@ def _fcall(module: nn.Module, state: dict[str, Tensor]) -> Callable[[Tensor, Ten
 #   "real+fake": D(cat(real, fake)) in one forward of 2B rows, D(x_hat) apart.
 # A third way, D(cat(real, fake, x_hat)), puts the penalty's input gradient and double backward on
 # 3B rows (2B of them with a zero output gradient): measured slowest of the three on the toy MLP
-# (benchmarks/NOTES.md, "Against jax.jit") and left out.
+# (benchmarks/NOTES.md, the whole-iteration comparison of 2026-12-07) and left out.
 JOINS = ("separate", "real+fake")
 # The join a step uses unless it is given one. "separate": in fp32 a joined forward rounds its
 # 2B-row products in another order than the eager trainer's B-row ones, and on the tests' tiny
 # models that alone took the compiled WGAN run past the fp64 rule's 2x of the eager run's error
 # (2.5e-6 against 1.75e-6 allowed; with separate forwards it holds), while the measured gain was
-# within the noise of its readings, taken on a loaded machine (benchmarks/NOTES.md, "Against
-# jax.jit"). A join asked for is still refused for a batch-coupled critic (batch_independent).
+# within the noise of its readings, taken on a loaded machine (benchmarks/NOTES.md, the
+# whole-iteration comparison of 2026-12-07). A join asked for is still refused for a batch-coupled critic (batch_independent).
 DEFAULT_JOIN = "separate"
 
 

@@ -11,7 +11,11 @@ unset so that fastwgan's own folder (``FASTWGAN_CACHE``) is the cache:
 - "cold": an empty cache folder (the first run of a model and setting on a machine);
 - "warm: the next process": the folder the cold round of the same model filled (every later run);
 - "cold, one compile thread": an empty folder with ``TORCHINDUCTOR_COMPILE_THREADS=1`` (inductor
-  otherwise starts a pool of compile workers, one per core).
+  otherwise starts a pool of compile workers, one per core);
+- "cold, new machine": an empty folder and an empty ``TMPDIR`` too: inductor keeps the header it
+  precompiles for its C++ kernels (~150 MB, built once per machine and compiler flags) in
+  ``$TMPDIR/torchinductor_<user>``, outside every cache folder, so "cold" above reuses the one an
+  earlier compile on this machine left, and only this contender is the first compile on a machine.
 
 Results: benchmarks/results/compile_cache.jsonl (``python benchmarks/report.py`` renders them).
 """
@@ -30,7 +34,7 @@ import _bench  # noqa: E402
 
 SUITE = "compile_cache"
 DATA = ("8gaussians", "25gaussians")
-CONTENDERS = ("cold", "warm: the next process", "cold, one compile thread")
+CONTENDERS = ("cold", "warm: the next process", "cold, one compile thread", "cold, new machine")
 
 _CHILD = """
 import json, sys, fastwgan
@@ -43,12 +47,15 @@ print(json.dumps(dict(mode=r.step_mode, compile_seconds=r.compile_seconds, n_cri
 """
 
 
-def compile_once(data: str, cache: Path, threads: int | None = None) -> dict:
-    """One fresh process compiling ``data``'s step with ``cache`` as fastwgan's cache folder."""
+def compile_once(data: str, cache: Path, threads: int | None = None, tmpdir: Path | None = None) -> dict:
+    """One fresh process compiling ``data``'s step with ``cache`` as fastwgan's cache folder (and
+    ``tmpdir`` as its ``TMPDIR``, where given)."""
     env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
     env["FASTWGAN_CACHE"] = str(cache)
     if threads:
         env["TORCHINDUCTOR_COMPILE_THREADS"] = str(threads)
+    if tmpdir:
+        env["TMPDIR"] = str(tmpdir)
     p = subprocess.run([sys.executable, "-c", _CHILD, data], env=env, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"compiling {data} failed (exit {p.returncode}):\n{p.stderr[-3000:]}")
@@ -62,10 +69,12 @@ def rounds(data: str, n: int) -> dict[str, list[float]]:
     """``n`` rounds of each contender; a cold round's folder serves the warm round after it."""
     times: dict[str, list[float]] = {c: [] for c in CONTENDERS}
     for _ in range(n):
-        with tempfile.TemporaryDirectory(prefix="fastwgan-cc-") as a, tempfile.TemporaryDirectory(prefix="fastwgan-cc-") as b:
+        with tempfile.TemporaryDirectory(prefix="fastwgan-cc-") as a, tempfile.TemporaryDirectory(prefix="fastwgan-cc-") as b, \
+                tempfile.TemporaryDirectory(prefix="fastwgan-cc-") as c, tempfile.TemporaryDirectory(prefix="fastwgan-tmp-") as t:
             times["cold"].append(compile_once(data, Path(a))["compile_seconds"])
             times["warm: the next process"].append(compile_once(data, Path(a))["compile_seconds"])
             times["cold, one compile thread"].append(compile_once(data, Path(b), threads=1)["compile_seconds"])
+            times["cold, new machine"].append(compile_once(data, Path(c), tmpdir=Path(t))["compile_seconds"])
     return times
 
 

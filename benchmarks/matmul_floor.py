@@ -1,6 +1,7 @@
 """The matrix-product floor of one WGAN-GP generator iteration on this CPU.
 
     python benchmarks/matmul_floor.py                  # both WGAN-GP groups, fp32 and bf16 (a few minutes)
+    python benchmarks/matmul_floor.py --paired --groups "WGAN-GP toy MLP" --precisions bf16   # % of floor, one process
     FASTWGAN_BENCH_SMOKE=1 python benchmarks/matmul_floor.py   # tiny sizes: checks it runs (not a measurement)
     python benchmarks/report.py                        # the floor table, beside fastwgan's best iteration
 
@@ -24,9 +25,16 @@ e.g. by pruning the zero products, can: the counted GFLOP says which products ar
 A second program is counted and timed the same way: fastwgan's own iteration (the static step's
 update functions, run eagerly, fastwgan's activations): the pruned double backward, the least
 product work of the iteration (the jax.jit program's optimized HLO does the same products:
-``jax_loop.product_gflop``). And this CPU's best rate for one product (square sizes, median of
-rounds, the best size): ``pruned GFLOP / best rate`` bounds every program that does the pruned
-products, at any product shapes.
+``jax_loop.product_gflop``). Those products are timed a second time with each one also run by
+oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``, in torch's CPU build; checked to give the
+same product), taking per round the faster of torch.mm and oneDNN for each: for fp32, torch's
+products go to MKL, and oneDNN is the other product kernel torch offers. And this CPU's best rate
+for one product (square sizes, median of rounds, the best size): ``pruned GFLOP / best rate``
+bounds every program that does the pruned products, at any product shapes.
+
+``--paired`` measures the ratio the floor is for, in one process: fastwgan's compiled step and
+the two floors' replays take turns round by round (measure_paired), so that both sides of
+"% of floor" come from the same minutes of this machine.
 
 Results go through the one harness (benchmarks/_bench.py) into results/matmul_floor.jsonl;
 report.py sets the floor beside fastwgan's best iteration at the same precision
@@ -63,7 +71,9 @@ from _textbook import TextbookLoop  # noqa: E402
 SUITE = "matmul_floor"
 CONTENDER = "matrix products alone (torch)"  # the textbook iteration's products
 PRUNED = "fastwgan's products alone (torch)"  # fastwgan's own iteration's (the pruned double backward)
+FASTEST = "fastwgan's products, faster of torch and oneDNN"  # per product: torch.mm or oneDNN's linear
 BEST = "best rate of one product (torch)"  # square products: this CPU's best rate, any shape
+PAIRED = "fastwgan compiled, timed between the floors' rounds"  # --paired: % of floor from one process
 SQUARE = (1024, 2048)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 GROUPS = {k: g for k, g in train_loop.GROUPS.items() if g.loss == "wgan-gp"}
@@ -141,9 +151,10 @@ def record(g: train_loop.Group) -> tuple[list, float, dict[str, float]]:
     return count(lambda: loop.run(1))
 
 
-def record_fastwgan(g: train_loop.Group) -> tuple[list, float, dict[str, float]]:
-    """One iteration of fastwgan's static step (the code torch.compile traces), run eagerly in
-    fp32 with fastwgan's activations: the pruned double backward."""
+def fastwgan_iteration(g: train_loop.Group, precision: str = "fp32", compile: bool = False) -> Callable[[], None]:
+    """One iteration of fastwgan's static step on ``g`` per call: its draws staged, then the update
+    (eager: the code torch.compile traces; compiled: what ``train(compile=True)`` runs; the first
+    call compiles)."""
     G, D = train_loop.models(g)
     source = as_data_source(train_loop.data(g), batch_size=g.batch, seed=0)
     x0, _ = source.next_batch(1)
@@ -153,12 +164,18 @@ def record_fastwgan(g: train_loop.Group) -> tuple[list, float, dict[str, float]]
     adam = dict(lr=g.lr, betas=g.betas)
     step = StaticStep(G, D, torch.optim.Adam(D.parameters(), **adam), torch.optim.Adam(G.parameters(), **adam),
                       loss=g.loss, lam=g.lam, n_critic=5, draws=draws, sample_shape=tuple(x0.shape[1:]),
-                      labelled=False, amp=Amp("fp32", cpu))
+                      labelled=False, amp=Amp(precision, cpu), compile=compile)
 
     def once() -> None:
         step.stage(source)
-        step.run()
-    return count(once)
+        step()
+    return once
+
+
+def record_fastwgan(g: train_loop.Group) -> tuple[list, float, dict[str, float]]:
+    """One iteration of fastwgan's static step (the code torch.compile traces), run eagerly in
+    fp32 with fastwgan's activations: the pruned double backward."""
+    return count(fastwgan_iteration(g))
 
 
 def best_rate(dtype: torch.dtype, rounds: int, min_seconds: float, sizes=SQUARE) -> tuple[int, list[float]]:
@@ -183,40 +200,91 @@ def best_rate(dtype: torch.dtype, rounds: int, min_seconds: float, sizes=SQUARE)
     return best
 
 
-def replay_rounds(calls: list, dtype: torch.dtype, rounds: int, min_seconds: float) -> list[float]:
-    """Per round: sum over the distinct products of (calls of it in the iteration) x (seconds per
-    call, timed over enough back-to-back calls to last ``min_seconds``)."""
+def _onednn_form(func, args: tuple, kwargs: dict) -> Callable[[], torch.Tensor] | None:
+    """The same product by oneDNN's linear (``mkldnn._linear_pointwise``: a @ w^T + bias), which
+    torch's CPU build ships but calls for fp32 products only at reduced precision; None where the
+    product has no such form (convolutions, a 2-D addend, scaled products, no oneDNN)."""
+    if not torch.backends.mkldnn.is_available() or kwargs:
+        return None
+    linear = torch.ops.mkldnn._linear_pointwise
+    if func._overloadpacket is torch.ops.aten.mm:
+        a, b = args
+        return lambda: linear(a, b.t(), None, "none", [], "")
+    if func._overloadpacket is torch.ops.aten.addmm and args[0].dim() == 1:
+        c, a, b = args
+        return lambda: linear(a, b.t(), c, "none", [], "")
+    return None
+
+
+def _same_product(func, args: tuple, got: torch.Tensor) -> bool:
+    """``got`` is ``func(*args)`` up to rounding: |got - ref| <= (2 K u + u_out) (|a| |b| + |c|)
+    elementwise, Higham's bound for two K-term sums in fp32 (u = 2^-24) plus one rounding of the
+    output (u_out, its dtype's). A wrong transpose or bias is off by O(|a| |b|), far outside it."""
+    ref = func(*args)
+    *addend, a, b = args
+    k = a.shape[-1]
+    scale = a.float().abs() @ b.float().abs() + (addend[0].float().abs() if addend else 0)
+    u_out = torch.finfo(ref.dtype).eps / 2
+    return got.shape == ref.shape and bool(((got.float() - ref.float()).abs() <= (2 * k * 2.0 ** -24 + u_out) * scale).all())
+
+
+def replay_programs(calls: list, dtype: torch.dtype, min_seconds: float,
+                    with_onednn: bool = False) -> list[tuple[list, int]]:
+    """Per distinct product: its callables (torch's; ``with_onednn``: also oneDNN's linear, checked
+    to be the same product), each with enough back-to-back calls to last ``min_seconds``, and how
+    many times the iteration calls it."""
     kinds = Counter((func, repr(spec)) for func, spec, _ in calls)
     programs = []
     for (func, key), n in kinds.items():
         spec = next(s for f, s, _ in calls if f is func and repr(s) == key)
         args, kwargs = tree_map(lambda a: a.build(dtype) if isinstance(a, _Spec) else a, spec)
-        fn = (lambda f, a, k: lambda: f(*a, **k))(func, args, kwargs)
-        fn()  # warm: oneDNN primitive creation, weight packing
-        t0 = time.perf_counter()
-        fn()
-        one = max(time.perf_counter() - t0, 1e-7)
-        programs.append((fn, n, max(1, round(min_seconds / one))))
-    out = []
-    for _ in range(rounds):
-        total = 0.0
-        for fn, n, reps in programs:
+        fns = [(lambda f, a, k: lambda: f(*a, **k))(func, args, kwargs)]
+        other = _onednn_form(func, args, kwargs) if with_onednn else None
+        if other is not None:
+            if not _same_product(func, args, other()):
+                raise RuntimeError(f"oneDNN's linear does not reproduce {func} on {key}")
+            fns.append(other)
+        timed = []
+        for fn in fns:
+            fn()  # warm: oneDNN primitive creation, weight packing
+            t0 = time.perf_counter()
+            fn()
+            timed.append((fn, max(1, round(min_seconds / max(time.perf_counter() - t0, 1e-7)))))
+        programs.append((timed, n))
+    return programs
+
+
+def replay_round(programs: list[tuple[list, int]]) -> float:
+    """One round: sum over the distinct products of (calls of it in the iteration) x (seconds per
+    call over its back-to-back calls; the faster callable where it has two)."""
+    total = 0.0
+    for timed, n in programs:
+        per_call = []
+        for fn, reps in timed:
             t0 = time.perf_counter()
             for _ in range(reps):
                 fn()
-            total += n * (time.perf_counter() - t0) / reps
-        out.append(total)
-    return out
+            per_call.append((time.perf_counter() - t0) / reps)
+        total += n * min(per_call)
+    return total
+
+
+def replay_rounds(calls: list, dtype: torch.dtype, rounds: int, min_seconds: float,
+                  with_onednn: bool = False) -> list[float]:
+    """``rounds`` rounds of :func:`replay_round` on the iteration's products at ``dtype``."""
+    programs = replay_programs(calls, dtype, min_seconds, with_onednn)
+    return [replay_round(programs) for _ in range(rounds)]
 
 
 def _floor_rows(name: str, g: train_loop.Group, contender: str, calls: list, gflop: float,
-                by_op: dict[str, float], precisions: list[str], rounds: int, min_seconds: float) -> list[dict]:
+                by_op: dict[str, float], precisions: list[str], rounds: int, min_seconds: float,
+                with_onednn: bool = False) -> list[dict]:
     counted = ", ".join(f"{op} {v:.2f}" for op, v in sorted(by_op.items(), key=lambda kv: -kv[1]))
     print(f"{name} ({contender}): {gflop:.2f} GFLOP of products per iteration ({len(calls)} calls; {counted})",
           flush=True)
     out = []
     for p in precisions:
-        secs = replay_rounds(calls, DTYPES[p], rounds + 1, min_seconds)
+        secs = replay_rounds(calls, DTYPES[p], rounds + 1, min_seconds, with_onednn)
         m = _bench.measurement(group=name, contender=contender, precision=p, shapes=g.shapes(),
                                unit=train_loop.UNIT, units=1, warmup=1, round_seconds=secs[1:], gflop=round(gflop, 4),
                                gflop_by_op={k: round(v, 4) for k, v in by_op.items()}, products=len(calls),
@@ -251,7 +319,43 @@ def measure(name: str, g: train_loop.Group, precisions: list[str], rounds: int, 
     out = _floor_rows(name, g, CONTENDER, *record(g), precisions, rounds, min_seconds)
     calls, gflop, by_op = record_fastwgan(g)
     out += _floor_rows(name, g, PRUNED, calls, gflop, by_op, precisions, rounds, min_seconds)
+    out += _floor_rows(name, g, FASTEST, calls, gflop, by_op, precisions, rounds, min_seconds, with_onednn=True)
     return out + _best_rate_rows(name, g, gflop, precisions, rounds, min_seconds, sizes)
+
+
+def measure_paired(name: str, g: train_loop.Group, precision: str, rounds: int, min_seconds: float) -> list[dict]:
+    """% of floor from one process: round by round, ``g.iters`` iterations of fastwgan's compiled
+    step, then one round of each floor (the textbook's products, fastwgan's), so that the machine's
+    drift from minute to minute moves both sides of the ratio (separate runs of train_loop.py and
+    of this script can be minutes apart). The first round warms and is dropped."""
+    floors = {CONTENDER: record(g), PRUNED: record_fastwgan(g)}
+    programs = {c: replay_programs(calls, DTYPES[precision], min_seconds) for c, (calls, _, _) in floors.items()}
+    step = fastwgan_iteration(g, precision, compile=True)
+    step()  # traces and compiles
+    secs: dict[str, list[float]] = {c: [] for c in (PAIRED, *floors)}
+    for _ in range(rounds + 1):
+        t0 = time.perf_counter()
+        for _ in range(g.iters):
+            step()
+        secs[PAIRED].append((time.perf_counter() - t0) / g.iters)
+        for c, progs in programs.items():
+            secs[c].append(replay_round(progs))
+    out = []
+    for c, (calls, gflop, by_op) in floors.items():
+        pct = [f / t for f, t in zip(secs[c][1:], secs[PAIRED][1:])]
+        m = _bench.measurement(group=name, contender=c, precision=precision, shapes=g.shapes(), unit=train_loop.UNIT,
+                               units=1, warmup=1, round_seconds=secs[c][1:], gflop=round(gflop, 4),
+                               products=len(calls), counted=", ".join(f"{op} {v:.2f}" for op, v in by_op.items()),
+                               paired_with=PAIRED, floor_over_step_by_round=[round(x, 4) for x in pct])
+        _bench.append(SUITE, m)
+        out.append(m)
+        print(f"{name:18s} {precision}  {c}: floor {m['median_s'] * 1e3:.1f} ms; floor / step by round "
+              f"{min(pct):.0%}-{max(pct):.0%}, median {statistics.median(pct):.0%}", flush=True)
+    m = _bench.measurement(group=name, contender=PAIRED, precision=precision, shapes=g.shapes(), unit=train_loop.UNIT,
+                           units=1, warmup=1, round_seconds=secs[PAIRED][1:], iters_per_round=g.iters)
+    _bench.append(SUITE, m)
+    print(f"{name:18s} {precision}  {PAIRED}: {m['median_s'] * 1e3:.1f} ms/it", flush=True)
+    return out + [m]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -261,6 +365,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--min-seconds", type=float, default=0.05, help="time each distinct product for this long per round")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--paired", action="store_true",
+                    help="instead: fastwgan's compiled step timed round by round between the floors' rounds")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -269,8 +375,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     out = []
     for name in a.groups:
         g = train_loop.smoke_size(GROUPS[name]) if smoke else GROUPS[name]
-        out += measure(name, g, a.precisions, 2 if smoke else a.rounds, 1e-4 if smoke else a.min_seconds,
-                       sizes=(64,) if smoke else SQUARE)
+        rounds, min_seconds = (2, 1e-4) if smoke else (a.rounds, a.min_seconds)
+        if a.paired:
+            out += [m for p in a.precisions for m in measure_paired(name, g, p, rounds, min_seconds)]
+        else:
+            out += measure(name, g, a.precisions, rounds, min_seconds, sizes=(64,) if smoke else SQUARE)
     print(f"results: {_bench.results_dir() / (SUITE + '.jsonl')}", flush=True)
     return out
 

@@ -252,18 +252,46 @@ def floor_section(rows: list[dict], train: list[tuple[dict, list[dict]]]) -> lis
     """Per group, precision and program (the textbook's products, fastwgan's pruned ones, fastwgan's
     at this CPU's best rate for one product): GFLOP of matrix products per iteration (counted), the
     rate, the floor (GFLOP / rate), and fastwgan's best iteration at
-    the same precision from the newest whole-iteration rows: % of floor = floor / fastwgan."""
+    the same precision from the newest whole-iteration rows: % of floor = floor / fastwgan; for a
+    ``--paired`` run, fastwgan's compiled step timed between the floors' rounds in the same process,
+    with the ratio's range over the rounds."""
     best = best_fastwgan(train)
+    paired = {(r["group"], r["precision"]): r for r in rows if "iters_per_round" in r}  # matmul_floor --paired
     out_rows = []
     for r in rows:
-        b = best.get((r["group"], r["precision"]))
+        if "iters_per_round" in r:
+            continue  # the step timed beside the floors: shown in their rows
+        b = [paired[(r["group"], r["precision"])]] if "paired_with" in r else best.get((r["group"], r["precision"]))
         pct = f"{100 * r['median_s'] / b[0]['median_s']:.0f}% ({b[0]['contender']})" if b else ""
+        if "floor_over_step_by_round" in r:
+            by_round = r["floor_over_step_by_round"]
+            pct += f"; by round {100 * min(by_round):.0f}-{100 * max(by_round):.0f}%"
         out_rows.append([r["group"], r["precision"], r["contender"], f"{r['gflop']:.2f}", f"{r['gflop'] / r['median_s']:.0f}",
                          f"{r['median_s'] * 1e3:.1f} [{r['q1_s'] * 1e3:.1f}-{r['q3_s'] * 1e3:.1f}]",
                          f"{b[0]['median_s'] * 1e3:.1f}" if b else "", pct, r.get("counted", "")])
     return table(["group", "precision", "products of", "GFLOP per iteration (counted)", "GFLOP/s (at its product shapes)",
                   "floor ms [quartiles]", "fastwgan best ms (same precision)", "% of floor (floor / fastwgan)",
                   "products counted"], out_rows)
+
+
+def paired_section(path: Path, include_smoke: bool = False) -> list[str]:
+    """Every ``--paired`` run of matmul_floor.py, not only the newest: the compiled step's speed
+    depends on the process (its memory layout: benchmarks/NOTES.md), so each process's ratio is
+    listed (the median over its rounds of floor / step), oldest first."""
+    smoke, per = {}, defaultdict(list)
+    for line in path.read_text().splitlines():
+        rec = json.loads(line) if line.strip() else {}
+        if rec.get("kind") == "run":
+            smoke[rec["run"]] = rec.get("smoke")
+        elif "floor_over_step_by_round" in rec and not rec.get("withdrawn") and (include_smoke or not smoke[rec["run"]]):
+            per[(rec["group"], rec["precision"], rec["contender"])].append(statistics.median(rec["floor_over_step_by_round"]))
+    rows = [[g, p, c, str(len(v)), ", ".join(f"{100 * x:.0f}%" for x in v), f"{100 * statistics.median(v):.0f}%"]
+            for (g, p, c), v in per.items()]
+    if not rows:
+        return []
+    return ["Every `--paired` run (one process each), oldest first:", "",
+            *table(["group", "precision", "products of", "processes", "floor / compiled step, per process",
+                    "median over processes"], rows), ""]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -518,6 +546,8 @@ def render(results: Path, include_smoke: bool = False) -> str:
             else:
                 lines += ttq_section(rows) if path.stem.startswith("time_to_quality") else speed_section(rows)
             lines.append("")
+        if path.stem == "matmul_floor":
+            lines += paired_section(path, include_smoke)
     lines += withdrawn_section(files)
     for frag in sorted(results.glob("*.md")):
         lines += [f"## From `benchmarks/results/{frag.name}`", "", generated_fragment(frag), ""]

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
+
+import pytest
+import torch
 
 import matmul_floor
 import report
@@ -59,7 +63,7 @@ def test_smoke_run_writes_each_group_and_precision_and_the_report_sets_it_beside
     monkeypatch.setenv("FASTWGAN_BENCH_SMOKE", "1")
     monkeypatch.setenv("FASTWGAN_BENCH_RESULTS", str(tmp_path))
     rows = matmul_floor.main([])
-    kinds = (matmul_floor.CONTENDER, matmul_floor.PRUNED, matmul_floor.BEST)
+    kinds = (matmul_floor.CONTENDER, matmul_floor.PRUNED, matmul_floor.FASTEST, matmul_floor.BEST)
     assert sorted((r["group"], r["contender"], r["precision"]) for r in rows) == sorted(
         (name, c, p) for name in ("WGAN-GP toy MLP", "WGAN-GP DCGAN-32") for c in kinds for p in ("fp32", "bf16"))
     for r in rows:
@@ -69,10 +73,56 @@ def test_smoke_run_writes_each_group_and_precision_and_the_report_sets_it_beside
     for name in ("WGAN-GP toy MLP", "WGAN-GP DCGAN-32"):  # fastwgan's iteration does fewer products
         gflop = {r["contender"]: r["gflop"] for r in rows if r["group"] == name}
         assert gflop[matmul_floor.PRUNED] < gflop[matmul_floor.CONTENDER]
-        assert gflop[matmul_floor.BEST] == gflop[matmul_floor.PRUNED]
+        assert gflop[matmul_floor.BEST] == gflop[matmul_floor.PRUNED] == gflop[matmul_floor.FASTEST]
     dcgan = next(r for r in rows if r["group"] == "WGAN-GP DCGAN-32")
     assert {"aten.convolution", "aten.convolution_backward"} <= set(dcgan["gflop_by_op"])
     lines = [json.loads(x) for x in (tmp_path / "matmul_floor.jsonl").read_text().splitlines()]
-    assert [x["kind"] for x in lines] == ["run"] + ["measurement"] * 12
+    assert [x["kind"] for x in lines] == ["run"] + ["measurement"] * 16
     md = report.render(tmp_path, include_smoke=True)
     assert "## " + report.TITLES["matmul_floor"] in md and "GFLOP per iteration (counted)" in md
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_onednn_form_is_the_same_product_and_a_wrong_one_is_caught(dtype):
+    """Every product form of fastwgan's toy iteration (odd sizes, transposed views, 1-D bias) run by
+    oneDNN's linear passes the rounding bound against torch; negative controls: the product of the
+    untransposed operand, and a dropped bias, fail it."""
+    torch.manual_seed(0)
+    m, k, n = 37, 29, 23
+    a, w, g, bias = (torch.randn(*s).to(dtype) for s in ((m, k), (n, k), (m, n), (n,)))
+    aten = torch.ops.aten
+    cases = [(aten.addmm.default, (bias, a, w.t())), (aten.mm.default, (g, w)), (aten.mm.default, (g.t(), a)),
+             (aten.mm.default, (a, w.t()))]
+    for func, args in cases:
+        form = matmul_floor._onednn_form(func, args, {})
+        assert form is not None and matmul_floor._same_product(func, args, form()), func
+    assert matmul_floor._onednn_form(aten.addmm.default, (g, a, w.t()), {}) is None  # a 2-D addend: no such form
+    sq = torch.randn(k, k).to(dtype)
+    wrong = torch.ops.mkldnn._linear_pointwise(a, sq, None, "none", [], "")  # a @ sq^T, not a @ sq
+    assert not matmul_floor._same_product(aten.mm.default, (a, sq), wrong)
+    no_bias = torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")
+    assert not matmul_floor._same_product(aten.addmm.default, (bias + 1, a, w.t()), no_bias)
+
+
+def test_paired_smoke_run_times_the_compiled_step_between_the_floors(tmp_path, monkeypatch):
+    """--paired: the compiled step and both floors, round by round, one ratio per round, and the
+    report sets each floor against the step of its own run (not train_loop's)."""
+    monkeypatch.setenv("FASTWGAN_BENCH_SMOKE", "1")
+    monkeypatch.setenv("FASTWGAN_BENCH_RESULTS", str(tmp_path))
+    rows = matmul_floor.main(["--paired", "--groups", "WGAN-GP toy MLP", "--precisions", "bf16"])
+    by = {r["contender"]: r for r in rows}
+    assert set(by) == {matmul_floor.CONTENDER, matmul_floor.PRUNED, matmul_floor.PAIRED}
+    step = by.pop(matmul_floor.PAIRED)
+    assert step["rounds"] == 2 and step["median_s"] > 0
+    for r in by.values():
+        assert r["paired_with"] == matmul_floor.PAIRED and len(r["floor_over_step_by_round"]) == r["rounds"] == 2
+        for f, t, got in zip(r["round_seconds"], step["round_seconds"], r["floor_over_step_by_round"]):
+            # the stored seconds are rounded to 1 us and the ratio to 4 digits
+            assert abs(f / t - got) <= f / t * (0.5e-6 / f + 0.5e-6 / t) + 0.5e-4, (f, t, got)
+    md = report.render(tmp_path, include_smoke=True)
+    assert md.count(f"({matmul_floor.PAIRED}); by round") == 2
+    pct = {r["contender"]: f"{100 * statistics.median(r['floor_over_step_by_round']):.0f}%" for r in by.values()}
+    every = md.split("Every `--paired` run")[1].splitlines()
+    listed = [line for line in every if line.startswith("| WGAN-GP toy MLP | bf16 |")]
+    assert sorted(listed) == sorted(f"| WGAN-GP toy MLP | bf16 | {c} | 1 | {v} | {v} |" for c, v in pct.items())

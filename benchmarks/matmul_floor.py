@@ -210,7 +210,7 @@ def _onednn_form(func, args: tuple, kwargs: dict) -> Callable[[], torch.Tensor] 
     if func._overloadpacket is torch.ops.aten.mm:
         a, b = args
         return lambda: linear(a, b.t(), None, "none", [], "")
-    if func._overloadpacket is torch.ops.aten.addmm and args[0].dim() == 1:
+    if func._overloadpacket is torch.ops.aten.addmm and len(args) == 3 and args[0].dim() == 1:  # beta = alpha = 1
         c, a, b = args
         return lambda: linear(a, b.t(), c, "none", [], "")
     return None

@@ -98,6 +98,8 @@ def test_onednn_form_is_the_same_product_and_a_wrong_one_is_caught(dtype):
         form = matmul_floor._onednn_form(func, args, {})
         assert form is not None and matmul_floor._same_product(func, args, form()), func
     assert matmul_floor._onednn_form(aten.addmm.default, (g, a, w.t()), {}) is None  # a 2-D addend: no such form
+    assert matmul_floor._onednn_form(aten.addmm.default, (bias, a, w.t()), {"beta": 2}) is None  # scaled
+    assert matmul_floor._onednn_form(aten.addmm.default, (bias, a, w.t(), 2), {}) is None
     sq = torch.randn(k, k).to(dtype)
     wrong = torch.ops.mkldnn._linear_pointwise(a, sq, None, "none", [], "")  # a @ sq^T, not a @ sq
     assert not matmul_floor._same_product(aten.mm.default, (a, sq), wrong)

@@ -276,19 +276,24 @@ def replay_rounds(calls: list, dtype: torch.dtype, rounds: int, min_seconds: flo
     return [replay_round(programs) for _ in range(rounds)]
 
 
+def _counted(calls: list, gflop: float, by_op: dict[str, float]) -> dict:
+    """What a floor row says it counted: GFLOP in all and per op, product calls, distinct products."""
+    return dict(gflop=round(gflop, 4), gflop_by_op={k: round(v, 4) for k, v in by_op.items()}, products=len(calls),
+                distinct_products=len({(f, repr(s)) for f, s, _ in calls}),
+                counted=", ".join(f"{op} {v:.2f}" for op, v in sorted(by_op.items(), key=lambda kv: -kv[1])))
+
+
 def _floor_rows(name: str, g: train_loop.Group, contender: str, calls: list, gflop: float,
                 by_op: dict[str, float], precisions: list[str], rounds: int, min_seconds: float,
                 with_onednn: bool = False) -> list[dict]:
-    counted = ", ".join(f"{op} {v:.2f}" for op, v in sorted(by_op.items(), key=lambda kv: -kv[1]))
-    print(f"{name} ({contender}): {gflop:.2f} GFLOP of products per iteration ({len(calls)} calls; {counted})",
+    what = _counted(calls, gflop, by_op)
+    print(f"{name} ({contender}): {gflop:.2f} GFLOP of products per iteration ({len(calls)} calls; {what['counted']})",
           flush=True)
     out = []
     for p in precisions:
         secs = replay_rounds(calls, DTYPES[p], rounds + 1, min_seconds, with_onednn)
         m = _bench.measurement(group=name, contender=contender, precision=p, shapes=g.shapes(),
-                               unit=train_loop.UNIT, units=1, warmup=1, round_seconds=secs[1:], gflop=round(gflop, 4),
-                               gflop_by_op={k: round(v, 4) for k, v in by_op.items()}, products=len(calls),
-                               distinct_products=len({(f, repr(s)) for f, s, _ in calls}), counted=counted)
+                               unit=train_loop.UNIT, units=1, warmup=1, round_seconds=secs[1:], **what)
         _bench.append(SUITE, m)
         print(f"{name:18s} {p}  floor {m['median_s'] * 1e3:8.1f} ms/it  ({gflop / m['median_s']:.0f} GFLOP/s; "
               f"rounds {m['min_s'] * 1e3:.1f}-{m['max_s'] * 1e3:.1f} ms)", flush=True)
@@ -344,8 +349,7 @@ def measure_paired(name: str, g: train_loop.Group, precision: str, rounds: int, 
     for c, (calls, gflop, by_op) in floors.items():
         pct = [f / t for f, t in zip(secs[c][1:], secs[PAIRED][1:])]
         m = _bench.measurement(group=name, contender=c, precision=precision, shapes=g.shapes(), unit=train_loop.UNIT,
-                               units=1, warmup=1, round_seconds=secs[c][1:], gflop=round(gflop, 4),
-                               products=len(calls), counted=", ".join(f"{op} {v:.2f}" for op, v in by_op.items()),
+                               units=1, warmup=1, round_seconds=secs[c][1:], **_counted(calls, gflop, by_op),
                                paired_with=PAIRED, floor_over_step_by_round=[round(x, 4) for x in pct])
         _bench.append(SUITE, m)
         out.append(m)

@@ -69,13 +69,11 @@ ORDER = ("mnist_quality", "time_to_quality", "time_to_quality_to_end", "compile_
 # ------------------------------------------------------------------------------------------------
 # reading
 # ------------------------------------------------------------------------------------------------
-def newest_runs(path: Path, include_smoke: bool = False) -> list[tuple[dict, list[dict]]]:
-    """The runs in ``path`` that hold the newest measurements of some (group, contender, precision,
-    seed), oldest first, each with those measurements: a run of part of a suite (one criterion, one
-    candidate recipe, one precision, more seeds) replaces only what it measured."""
+def read_runs(path: Path, include_smoke: bool = False) -> list[tuple[dict, list[dict]]]:
+    """Every run in ``path``, oldest first, each with its measurements (withdrawn ones are listed
+    apart: withdrawn_section); smoke runs only with ``include_smoke``."""
     runs: dict[str, dict] = {}
     rows: dict[str, list[dict]] = defaultdict(list)
-    order: list[str] = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -85,19 +83,22 @@ def newest_runs(path: Path, include_smoke: bool = False) -> list[tuple[dict, lis
             raise SystemExit(f"{path}:{n}: not JSON ({e}); delete or fix that line and run report.py again")
         if rec.get("kind") == "run":
             runs[rec["run"]] = rec
-            order.append(rec["run"])
-        elif rec.get("kind") == "measurement" and not rec.get("withdrawn"):  # listed apart: withdrawn_section
+        elif rec.get("kind") == "measurement" and not rec.get("withdrawn"):
             rows[rec["run"]].append(rec)
+    return [(run, rows[name]) for name, run in runs.items() if include_smoke or not run.get("smoke")]
+
+
+def newest_runs(path: Path, include_smoke: bool = False) -> list[tuple[dict, list[dict]]]:
+    """The runs in ``path`` that hold the newest measurements of some (group, contender, precision,
+    seed), oldest first, each with those measurements: a run of part of a suite (one criterion, one
+    candidate recipe, one precision, more seeds) replaces only what it measured."""
     def key(r: dict) -> tuple:  # what one measurement stands for: seeds of one contender add up
         return r.get("group"), r.get("contender"), r.get("precision"), r.get("seed")
 
-    newest: dict[tuple, str] = {}
-    for run in order:
-        if include_smoke or not runs[run].get("smoke"):
-            for r in rows[run]:
-                newest[key(r)] = run
-    return [(runs[run], [r for r in rows[run] if newest.get(key(r)) == run])
-            for run in order if run in newest.values()]
+    every = read_runs(path, include_smoke)
+    newest = {key(r): run["run"] for run, rows in every for r in rows}
+    return [(run, [r for r in rows if newest[key(r)] == run["run"]])
+            for run, rows in every if run["run"] in newest.values()]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,13 +279,11 @@ def paired_section(path: Path, include_smoke: bool = False) -> list[str]:
     """Every ``--paired`` run of matmul_floor.py, not only the newest: the compiled step's speed
     depends on the process (its memory layout: benchmarks/NOTES.md), so each process's ratio is
     listed (the median over its rounds of floor / step), oldest first."""
-    smoke, per = {}, defaultdict(list)
-    for line in path.read_text().splitlines():
-        rec = json.loads(line) if line.strip() else {}
-        if rec.get("kind") == "run":
-            smoke[rec["run"]] = rec.get("smoke")
-        elif "floor_over_step_by_round" in rec and not rec.get("withdrawn") and (include_smoke or not smoke[rec["run"]]):
-            per[(rec["group"], rec["precision"], rec["contender"])].append(statistics.median(rec["floor_over_step_by_round"]))
+    per = defaultdict(list)
+    for _, rows in read_runs(path, include_smoke):
+        for r in rows:
+            if "floor_over_step_by_round" in r:
+                per[(r["group"], r["precision"], r["contender"])].append(statistics.median(r["floor_over_step_by_round"]))
     rows = [[g, p, c, str(len(v)), ", ".join(f"{100 * x:.0f}%" for x in v), f"{100 * statistics.median(v):.0f}%"]
             for (g, p, c), v in per.items()]
     if not rows:

@@ -76,7 +76,8 @@ JOINS = ("separate", "real+fake")
 # models that alone took the compiled WGAN run past the fp64 rule's 2x of the eager run's error
 # (2.5e-6 against 1.75e-6 allowed; with separate forwards it holds), while the measured gain was
 # within the noise of its readings, taken on a loaded machine (benchmarks/NOTES.md, the
-# whole-iteration comparison of 2026-12-07). A join asked for is still refused for a batch-coupled critic (batch_independent).
+# whole-iteration comparison of 2026-12-07). A join asked for is still refused for a
+# batch-coupled critic (batch_independent).
 DEFAULT_JOIN = "separate"
 
 
